@@ -29,6 +29,11 @@ struct ServerConfig
     double headerTimeout = 30;              // seconds to send a complete request head
     double drainTimeout = 30;               // seconds streams may finish after SIGTERM
     QString stateFile;                      // empty = <log_dir>/daemon-state.json
+
+    QString effectiveStateFile() const
+    {
+        return stateFile.isEmpty() ? logDir + QStringLiteral("/daemon-state.json") : stateFile;
+    }
 };
 
 struct SlurmConfig
@@ -90,5 +95,67 @@ struct Config
     QString sourcePath;                     // the file it was read from; empty = defaults only
     QStringList warnings;                   // e.g. unknown keys: reported, not fatal
 };
+
+// Command-line flags. Each one set wins over the file and the environment. Like the environment
+// variables, `port` and `token` serve both roles: the daemon's own (server.*) and the one the
+// laptop talks to (client.*), so `serve --port` and `connect --port` mean what 0.1.3 meant.
+struct ConfigOverrides
+{
+    std::optional<quint16> port;             // server.port and client.server_port
+    std::optional<QString> token;            // server.token and client.token
+    std::optional<QString> partition;        // slurm.partition
+    std::optional<QString> gres;             // slurm.gres
+    std::optional<double> idleTimeoutMinutes;// slurm.idle_timeout
+    std::optional<QString> host;             // client.host
+    std::optional<quint16> localPort;        // client.local_port
+};
+
+// Which file loadConfig reads: `explicitPath` (--config), else SLULLAMA_CONFIG, else
+// $XDG_CONFIG_HOME/slullama/config.toml (XDG_CONFIG_HOME defaults to $HOME/.config).
+struct ConfigLocation
+{
+    QString path;
+    bool isExplicit = false;  // from --config or SLULLAMA_CONFIG: it must exist
+    QString origin;           // "--config", "SLULLAMA_CONFIG" or "default path"
+};
+ConfigLocation configLocation(const QString &explicitPath, const QProcessEnvironment &env);
+
+// Loads the effective configuration: defaults < file < environment < overrides. Every value is
+// checked; the first bad one fails the whole load with a message naming the file (or variable,
+// or flag), the dotted key, line:column where known, and what was expected. Unknown keys and
+// sections only add to Config::warnings.
+Result<Config> loadConfig(const QString &explicitPath,
+                          const QProcessEnvironment &env = QProcessEnvironment::systemEnvironment(),
+                          const ConfigOverrides &overrides = {});
+
+// The file step alone: parses TOML text over `base` (defaults when omitted). `sourceName` is
+// used in messages. Neither the environment nor overrides are applied.
+Result<Config> parseConfig(const QByteArray &tomlText, const QString &sourceName,
+                           const Config &base = Config());
+
+// The environment and override steps alone, on top of `config`.
+Result<Config> applyEnvironment(Config config, const QProcessEnvironment &env);
+Result<Config> applyOverrides(Config config, const ConfigOverrides &overrides);
+
+// The effective configuration as TOML (all sections and keys, token shown as "***" when set), for
+// `serve --dry-run`. Parsing it again gives the same configuration except for the tokens.
+QString describeConfig(const Config &config);
+
+QString keepAliveName(KeepAlive keepAlive);
+std::optional<KeepAlive> keepAliveFromName(const QString &name);
+
+// Slurm time limits: "MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS", or
+// "UNLIMITED"/"INFINITE" (any case). Returns seconds, kSlurmTimeUnlimited for no limit, or
+// nothing when the text is not a Slurm time.
+inline constexpr qint64 kSlurmTimeUnlimited = -1;
+std::optional<qint64> parseSlurmTime(const QString &text);
+// Seconds as Slurm's D-HH:MM:SS (or HH:MM:SS below a day), rounded up to whole minutes as Slurm
+// keeps them; kSlurmTimeUnlimited gives "UNLIMITED".
+QString formatSlurmTime(qint64 seconds);
+
+// Value checks shared by the file, environment and command-line steps. They return the value, or
+// an error saying what was expected (without naming the key: the caller does that).
+Result<quint16> parsePort(const QString &text, bool allowZero = false);
+Result<double> parseMinutes(const QString &text);
 
 } // namespace slullama

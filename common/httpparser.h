@@ -15,6 +15,9 @@ struct Limits
     qsizetype maxHeadBytes = 64 * 1024;   // request/status line + all header lines
     qsizetype maxLineLength = 16 * 1024;  // any single line
     int maxHeaderCount = 128;
+    // RFC 9112 3.2: an HTTP/1.1 request without exactly one Host gets 400. Off only for tests
+    // or tools that hand-write requests.
+    bool requireHost = true;
 };
 
 struct Header
@@ -72,6 +75,7 @@ struct ParseResult
     Head head;
     qsizetype consumed = 0;  // bytes of the head, including the final CRLF CRLF (when Complete)
     int errorStatus = 0;     // when Error: 400, 414, 431, 501 or 505 — what to answer
+                             // (responses: always 502, what a proxy answers its client)
     QByteArray error;        // when Error: a short reason for the response body and the log
 };
 
@@ -85,7 +89,9 @@ struct BodyFraming
 {
     enum Kind { None, Length, Chunked, UntilClose, Invalid } kind = None;
     qint64 length = 0;     // for Length
-    QByteArray error;      // for Invalid (answer 400)
+    QByteArray error;      // for Invalid (answer errorStatus)
+    int errorStatus = 0;   // for Invalid: 400 (501 for an unknown transfer coding in a request,
+                           // 502 for a response)
 };
 
 BodyFraming requestBodyFraming(const RequestHead &head);
@@ -111,14 +117,21 @@ public:
     // when given. After done or error, consumes nothing more.
     Step feed(QByteArrayView input, QByteArray *out = nullptr);
     bool isDone() const { return m_state == State::Done; }
+    bool hasFailed() const { return m_state == State::Failed; }
 
 private:
+    static constexpr qsizetype kMaxLineLength = 16 * 1024;      // a size line or trailer line
+    static constexpr qsizetype kMaxTrailerBytes = 64 * 1024;
+
     enum class State { Size, SizeExt, SizeLf, Data, DataCr, DataLf, Trailer, TrailerLf, Done, Failed };
     State m_state = State::Size;
     qint64 m_maxChunkSize;
     qint64 m_remaining = 0;
     int m_sizeDigits = 0;
     qsizetype m_trailerLineLength = 0;
+    qsizetype m_trailerBytes = 0;
+    bool m_inExtension = false;  // past the ';' of a chunk extension
+    QByteArray m_error;
 };
 
 QByteArray serialize(const RequestHead &head);   // request line + headers + CRLF

@@ -45,10 +45,11 @@ private:
     QString m_error;
 };
 
-// For operations that only succeed or fail.
+// For operations that only succeed or fail: Result<Ok>. (No `Status` alias: slullama::Status is
+// the daemon status of statusmodel.h, and both names in one namespace do not compile.)
 struct Ok
 {
 };
-using Status = Result<Ok>;
+using VoidResult = Result<Ok>;
 
 } // namespace slullama

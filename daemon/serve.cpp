@@ -1,14 +1,118 @@
 #include "serve.h"
 
+#include "auth.h"
+#include "clock.h"
+#include "lifecycle.h"
+#include "logging.h"
+#include "processrunner.h"
+#include "proxyserver.h"
+#include "unixsignals.h"
+
+#include <QCoreApplication>
 #include <QTextStream>
+#include <QTimer>
+
+#include <csignal>
+#include <sys/resource.h>
 
 namespace slullama {
 
-// placeholder until the proxy owner wires ProxyServer + Lifecycle here
-int runServe(const Config &)
+namespace {
+
+// Every stream holds two descriptors; the default soft limit of 1024 would cap the daemon at
+// about 500 streams, far below server.max_connections.
+void raiseFileLimit()
 {
-    QTextStream(stderr) << "slullama: serve is not implemented yet\n";
-    return 1;
+    rlimit limit {};
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
+            qCWarning(lcProxy) << "cannot raise the open file limit:" << strerror(errno);
+    }
+}
+
+void logSettings(const Config &config)
+{
+    const ServerConfig &s = config.server;
+    qCInfo(lcProxy).noquote() << "slullama-daemon" << SLULLAMA_VERSION << "config:"
+                              << (config.sourcePath.isEmpty() ? QStringLiteral("(defaults)")
+                                                              : config.sourcePath);
+    qCInfo(lcProxy).noquote() << "listening on" << s.bind + u':' + QString::number(s.port)
+                              << "| token set:" << (s.token.isEmpty() ? "no" : "yes")
+                              << "| max connections" << s.maxConnections << "| max body"
+                              << s.maxBodyBytes << "bytes | header timeout" << s.headerTimeout
+                              << "s | drain timeout" << s.drainTimeout << "s";
+    qCInfo(lcProxy).noquote() << "slurm: partition" << config.slurm.partition << "| gres"
+                              << config.slurm.gres << "| time" << config.slurm.time
+                              << "| idle timeout" << config.slurm.idleTimeoutMinutes
+                              << "min | keep-alive" << keepAliveName(config.slurm.keepAlive)
+                              << "| boot timeout" << s.bootTimeout << "s | log dir" << s.logDir;
+    if (s.token.isEmpty() && !isLoopbackBind(s.bind))
+        qCWarning(lcProxy).noquote() << "no token is set and the daemon listens on" << s.bind
+                                     << "- anyone who can reach port" << s.port
+                                     << "can use it; set [server] token (or bind = \"127.0.0.1\")";
+}
+
+} // namespace
+
+int runServe(const Config &config)
+{
+    // Writes to a vanished peer must be an error on that socket, not the end of the daemon.
+    ::signal(SIGPIPE, SIG_IGN);
+    raiseFileLimit();
+    logSettings(config);
+
+    const std::unique_ptr<ProcessRunner> runner = makeQProcessRunner();
+    const std::unique_ptr<Clock> clock = makeSystemClock();
+    Lifecycle lifecycle(config, runner.get(), clock.get());
+
+    ProxyServer server(ProxySettings::fromConfig(config.server), &lifecycle);
+    if (const auto listening = server.listen(); !listening) {
+        QTextStream(stderr) << "slullama: " << listening.error() << "\n";
+        return 1;
+    }
+
+    UnixSignals unixSignals;
+    if (!unixSignals.install({SIGTERM, SIGINT, SIGHUP}))
+        qCWarning(lcProxy) << "cannot install signal handlers; SIGTERM will not drain streams";
+
+    QTimer drainTimer;
+    drainTimer.setSingleShot(true);
+    bool stopping = false;
+    bool shuttingDown = false;
+    auto shutDown = [&] {
+        if (shuttingDown)
+            return;
+        shuttingDown = true;
+        drainTimer.stop();
+        if (server.connectionCount() > 0)
+            qCInfo(lcProxy) << "drain timeout: closing" << server.connectionCount()
+                            << "remaining connections";
+        server.abortAll();
+        lifecycle.shutdown();
+    };
+    QObject::connect(&unixSignals, &UnixSignals::received, &server, [&](int number) {
+        if (stopping) {
+            qCInfo(lcProxy) << "signal" << number << "again: not waiting for streams";
+            shutDown();
+            return;
+        }
+        stopping = true;
+        qCInfo(lcProxy) << "signal" << number << "- no new connections; waiting up to"
+                        << config.server.drainTimeout << "s for" << server.activeExchangeCount()
+                        << "requests in flight";
+        drainTimer.start(int(std::max(0.0, config.server.drainTimeout) * 1000));
+        server.stopAccepting();
+    });
+    QObject::connect(&server, &ProxyServer::drained, &server, shutDown);
+    QObject::connect(&drainTimer, &QTimer::timeout, &server, shutDown);
+    QObject::connect(&lifecycle, &Lifecycle::shutdownFinished, &server, [] {
+        qCInfo(lcProxy) << "stopped";
+        QCoreApplication::exit(0);
+    });
+
+    lifecycle.start();
+    return QCoreApplication::exec();
 }
 
 } // namespace slullama

@@ -1,0 +1,45 @@
+#pragma once
+
+// The daemon's small state file, so a restarted daemon adopts its job instead of submitting a
+// second one. JSON, written atomically (QSaveFile).
+
+#include "config.h"
+#include "result.h"
+
+#include <QDateTime>
+#include <QString>
+
+#include <optional>
+
+namespace slullama {
+
+struct SavedState
+{
+    QString jobId;
+    QString node;
+    QDateTime since; // when the job was submitted
+    QString phase; // phaseName() at the time of writing
+    qint64 daemonPid = 0;
+
+    bool operator==(const SavedState &) const = default;
+};
+
+class StateStore final
+{
+public:
+    explicit StateStore(QString path);
+
+    // server.state_file, or <log_dir>/daemon-state.json.
+    static QString defaultPath(const Config &config);
+
+    QString path() const { return m_path; }
+    // No file → nullopt (not an error); unreadable or corrupt → error.
+    Result<std::optional<SavedState>> load() const;
+    VoidResult save(const SavedState &state) const;
+    VoidResult clear() const;
+
+private:
+    QString m_path;
+};
+
+} // namespace slullama

@@ -1,0 +1,866 @@
+#include "lifecycle.h"
+#include "lifecyclefakes.h"
+#include "statestore.h"
+
+#include <QDir>
+#include <QFile>
+#include <QRegularExpression>
+#include <QSignalSpy>
+#include <QTemporaryDir>
+#include <QTest>
+
+Q_DECLARE_METATYPE(slullama::ProcessResult)
+
+using namespace slullama;
+using namespace slullama::test;
+
+namespace {
+
+QByteArray slurmData(const QString &name, const QString &jobId = QStringLiteral("1"))
+{
+    QFile file(QStringLiteral(SLULLAMA_TEST_DATA "/slurm/") + name);
+    if (!file.open(QIODevice::ReadOnly))
+        qFatal("missing test data %s", qPrintable(name));
+    QString text = QString::fromUtf8(file.readAll());
+    text.replace(QRegularExpression(QStringLiteral("^JobId=\\d+")),
+                 QStringLiteral("JobId=") + jobId);
+    return text.toUtf8();
+}
+
+QByteArray running(const QString &id = QStringLiteral("1"))
+{
+    return slurmData(QStringLiteral("scontrol-show-job-running.out"), id);
+}
+QByteArray pending(const QString &id = QStringLiteral("1"))
+{
+    return slurmData(QStringLiteral("scontrol-show-job-pending.out"), id);
+}
+
+// Counts warnings that mention a text, to check "one warning, not one per request".
+QStringList g_warnings;
+QtMessageHandler g_previousHandler = nullptr;
+void recordingHandler(QtMsgType type, const QMessageLogContext &context, const QString &message)
+{
+    if (type == QtWarningMsg)
+        g_warnings << message;
+    if (g_previousHandler)
+        g_previousHandler(type, context, message);
+}
+
+struct Outcome
+{
+    std::vector<AcquireResult> results;
+    Backend::Callback callback()
+    {
+        return [this](const AcquireResult &r) { results.push_back(r); };
+    }
+};
+
+// The lifecycle with fakes for every side effect. Slurm answers: sbatch → job 1, the job is
+// RUNNING on node "vm", scancel works — tests override what they need.
+struct Rig
+{
+    QTemporaryDir dir;
+    Config config;
+    FakeProcessRunner runner;
+    FakeClock clock;
+    FakeNodeTunnel *tunnel = nullptr;
+    FakeHealthProbe *probe = nullptr;
+    std::unique_ptr<Lifecycle> lc;
+    std::vector<Phase> phases;
+
+    Rig()
+    {
+        config.server.logDir = dir.path();
+        config.server.bootTimeout = 60;
+        config.slurm.idleTimeoutMinutes = 1;
+        config.slurm.pollInterval = 1;
+        config.slurm.commandTimeout = 20;
+        config.ollama.port = 11434;
+        runner.respond(QStringLiteral("sbatch"), exitWith(0, "1\n"));
+        runner.respond(QStringLiteral("scontrol show job -o 1"), exitWith(0, running()));
+        runner.respond(QStringLiteral("scancel"), exitWith(0));
+    }
+
+    Lifecycle &make()
+    {
+        auto t = std::make_unique<FakeNodeTunnel>();
+        auto p = std::make_unique<FakeHealthProbe>();
+        tunnel = t.get();
+        probe = p.get();
+        lc = std::make_unique<Lifecycle>(config, &runner, &clock, std::move(t), std::move(p));
+        QObject::connect(lc.get(), &Lifecycle::phaseChanged, lc.get(),
+                         [this](Phase ph) { phases.push_back(ph); });
+        return *lc;
+    }
+
+    // Lets every scripted answer arrive and every zero-delay timer fire.
+    void settle()
+    {
+        for (int i = 0; i < 1000; ++i) {
+            const int n = runner.flush() + probe->flush();
+            clock.advance(0);
+            if (n == 0)
+                break;
+        }
+    }
+
+    // Lets `ms` pass in small steps, answering as it goes.
+    void run(qint64 ms, qint64 step = 100)
+    {
+        settle();
+        for (qint64 t = 0; t < ms; t += step) {
+            clock.advance(std::min(step, ms - t));
+            settle();
+        }
+    }
+
+    QString statePath() const
+    {
+        return QDir(dir.path()).filePath(QStringLiteral("daemon-state.json"));
+    }
+    bool stateFileExists() const { return QFile::exists(statePath()); }
+};
+
+} // namespace
+
+class TestLifecycle final : public QObject
+{
+    Q_OBJECT
+
+private slots:
+    void initTestCase() { g_previousHandler = qInstallMessageHandler(recordingHandler); }
+    void init() { g_warnings.clear(); }
+
+    void statusBeforeFirstUse();
+    void coldAcquiresShareOneBoot();
+    void pendingReasonThenRunning();
+    void sbatchErrorFailsAllWaitersAtOnce();
+    void sbatchTimeoutIs503();
+    void sbatchNotFoundNamesIt();
+    void logDirNotWritable();
+    void bootTimeoutIs504AndCancels();
+    void pollTimeoutDuringBootKeepsWaiting();
+    void cancelledWaiterIsNotCalled();
+    void idleTeardownAtDeadlineNotBefore();
+    void neverIdleWhileRequestsActive();
+    void idleCountsFromLastRelease();
+    void rewakeAfterIdle();
+    void wakeBootsWithoutWaiters();
+    void extendRefusedWarnsOnceAndActsAsCancel();
+    void extendAtMostOncePerMinute();
+    void cancelKeepAliveNeverExtends();
+    void jobLostWhileReady_data();
+    void jobLostWhileReady();
+    void jobFailsDuringBootFailsWaiters();
+    void tunnelDiedIsRebuilt();
+    void upstreamFailureRebuildsUnhealthyTunnel();
+    void tunnelFailuresDuringBootGiveUp();
+    void scancelRetriedUntilItSucceeds();
+    void adoptRunningJob();
+    void adoptPendingJob();
+    void adoptGoneJobClearsState();
+    void shutdownCancelsJob();
+    void shutdownWhileSleeping();
+    void shutdownDuringSubmitCancelsReturnedJob();
+};
+
+void TestLifecycle::statusBeforeFirstUse()
+{
+    Rig rig;
+    rig.config.slurm.partition = QStringLiteral("a100");
+    rig.config.slurm.gres = QStringLiteral("gpu:2");
+    rig.config.slurm.idleTimeoutMinutes = 0.25;
+    rig.config.slurm.keepAlive = KeepAlive::Cancel;
+    Lifecycle &lc = rig.make();
+    lc.start();
+    const Status s = lc.status();
+    QCOMPARE(s.phase, Phase::Sleeping);
+    QCOMPARE(s.idleSeconds, qint64(-1));
+    QCOMPARE(s.requestCount, qint64(0));
+    QCOMPARE(s.idleTimeoutMinutes, 0.25);
+    QCOMPARE(s.partition, QStringLiteral("a100"));
+    QCOMPARE(s.gres, QStringLiteral("gpu:2"));
+    QCOMPARE(s.ollamaPort, 11434);
+    QCOMPARE(s.keepAlive, QStringLiteral("cancel"));
+    QCOMPARE(s.keepAliveEffective, QStringLiteral("cancel"));
+    QVERIFY(!s.tunnelAlive);
+    QVERIFY(s.job.id.isEmpty());
+    QCOMPARE(s.secondsUntilSleep, qint64(-1));
+    QCOMPARE(s.lastBootSeconds, -1.0);
+    QVERIFY(!s.version.isEmpty());
+    QCOMPARE(rig.runner.calls.size(), size_t(0));
+}
+
+void TestLifecycle::coldAcquiresShareOneBoot()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    lc.start();
+    Outcome out;
+    for (int i = 0; i < 200; ++i)
+        lc.acquire(out.callback());
+    QCOMPARE(lc.phase(), Phase::Submitting);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 1);
+    QVERIFY(out.results.empty());
+    QCOMPARE(lc.status().activeRequests, 200);
+
+    // The job script was rendered into log_dir and handed to sbatch.
+    const QString script = QDir(rig.dir.path()).filePath(QStringLiteral("slullama-job.sh"));
+    QCOMPARE(rig.runner.calls[0]->arguments, (QStringList {QStringLiteral("--parsable"), script}));
+    QFile scriptFile(script);
+    QVERIFY(scriptFile.open(QIODevice::ReadOnly));
+    QVERIFY(scriptFile.readAll().contains("#SBATCH"));
+
+    rig.settle();
+    QCOMPARE(lc.phase(), Phase::Queued);
+    QVERIFY(rig.stateFileExists());
+    QCOMPARE(StateStore(rig.statePath()).load()->value().jobId, QStringLiteral("1"));
+
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 1);
+    QCOMPARE(
+        rig.phases,
+        (std::vector<Phase> {Phase::Submitting, Phase::Queued, Phase::Starting, Phase::Ready}));
+    QCOMPARE(rig.tunnel->lastNode, QStringLiteral("vm"));
+    QCOMPARE(rig.tunnel->lastRemotePort, quint16(11434));
+    QCOMPARE(rig.probe->lastPort, rig.tunnel->localPort());
+
+    QCOMPARE(out.results.size(), size_t(200));
+    for (const AcquireResult &r : out.results) {
+        QVERIFY(r.ok);
+        QCOMPARE(r.upstream.host, QStringLiteral("127.0.0.1"));
+        QCOMPARE(r.upstream.port, rig.tunnel->localPort());
+        QCOMPARE(r.upstream.generation, quint64(1));
+        QVERIFY(r.waitedSeconds > 0);
+    }
+    const Status s = lc.status();
+    QCOMPARE(s.phase, Phase::Ready);
+    QCOMPARE(s.job.id, QStringLiteral("1"));
+    QCOMPARE(s.job.state, QStringLiteral("RUNNING"));
+    QCOMPARE(s.job.node, QStringLiteral("vm"));
+    QVERIFY(!s.job.timeLeft.isEmpty());
+    QVERIFY(s.tunnelAlive);
+    QCOMPARE(s.activeRequests, 200);
+    QCOMPARE(s.requestCount, qint64(200));
+    QCOMPARE(s.idleSeconds, qint64(0));
+    QVERIFY(s.lastBootSeconds > 0);
+    QVERIFY(s.lastBootAt.isValid());
+    QCOMPARE(s.secondsUntilSleep, qint64(-1));
+
+    // Ready: a new request gets its upstream synchronously.
+    Outcome hot;
+    lc.acquire(hot.callback());
+    QCOMPARE(hot.results.size(), size_t(1));
+    QVERIFY(hot.results[0].ok);
+    QCOMPARE(hot.results[0].waitedSeconds, 0.0);
+}
+
+void TestLifecycle::pendingReasonThenRunning()
+{
+    Rig rig;
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"), exitWith(0, pending()));
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(5000);
+    QCOMPARE(lc.phase(), Phase::Queued);
+    QVERIFY(out.results.empty());
+    Status s = lc.status();
+    QCOMPARE(s.job.state, QStringLiteral("PENDING"));
+    QCOMPARE(s.job.pendingReason, QStringLiteral("Resources"));
+    QVERIFY(!s.job.expectedStart.isEmpty());
+    QVERIFY(rig.runner.count(QStringLiteral("scontrol show job")) >= 4); // polled on a timer
+
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"), exitWith(0, running()));
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(out.results.size(), size_t(1));
+    QVERIFY(out.results[0].ok);
+    QVERIFY(lc.status().job.pendingReason.isEmpty());
+}
+
+void TestLifecycle::sbatchErrorFailsAllWaitersAtOnce()
+{
+    Rig rig;
+    rig.runner.respond(QStringLiteral("sbatch"),
+                       exitWith(1, {}, slurmData(QStringLiteral("sbatch-invalid-partition.err"))));
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    for (int i = 0; i < 5; ++i)
+        lc.acquire(out.callback());
+    rig.settle(); // no time passes
+    QCOMPARE(out.results.size(), size_t(5));
+    for (const AcquireResult &r : out.results) {
+        QVERIFY(!r.ok);
+        QCOMPARE(r.httpStatus, 502);
+        QVERIFY2(r.message.contains(QStringLiteral("Invalid partition name specified")),
+                 qPrintable(r.message));
+    }
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+    const Status s = lc.status();
+    QVERIFY(s.lastError.contains(QStringLiteral("invalid partition specified: nosuchpart")));
+    QCOMPARE(s.activeRequests, 0);
+    QCOMPARE(rig.runner.count(QStringLiteral("scontrol")), 0);
+    QVERIFY(!rig.stateFileExists());
+
+    // The next request tries again.
+    rig.runner.respond(QStringLiteral("sbatch"), exitWith(0, "1\n"));
+    Outcome again;
+    lc.acquire(again.callback());
+    rig.run(2000);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 2);
+    QCOMPARE(again.results.size(), size_t(1));
+    QVERIFY(again.results[0].ok);
+}
+
+void TestLifecycle::sbatchTimeoutIs503()
+{
+    Rig rig;
+    rig.runner.respond(QStringLiteral("sbatch"), timedOut());
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    lc.acquire(out.callback());
+    rig.settle();
+    QCOMPARE(out.results.size(), size_t(2));
+    QCOMPARE(out.results[0].httpStatus, 503);
+    QCOMPARE(out.results[0].message,
+             QStringLiteral("Slurm controller unreachable (sbatch did not answer within 20 s)"));
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+}
+
+void TestLifecycle::sbatchNotFoundNamesIt()
+{
+    Rig rig;
+    rig.runner.respond(QStringLiteral("sbatch"), notFound());
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.settle();
+    QCOMPARE(out.results.size(), size_t(1));
+    QCOMPARE(out.results[0].httpStatus, 502);
+    QVERIFY2(out.results[0].message.contains(QStringLiteral("sbatch could not be started")),
+             qPrintable(out.results[0].message));
+    QVERIFY(out.results[0].message.contains(QStringLiteral("PATH")));
+}
+
+void TestLifecycle::logDirNotWritable()
+{
+    Rig rig;
+    // A regular file where log_dir should be (refused for root too).
+    const QString blocker = QDir(rig.dir.path()).filePath(QStringLiteral("file"));
+    QFile file(blocker);
+    QVERIFY(file.open(QIODevice::WriteOnly));
+    file.close();
+    rig.config.server.logDir = blocker + QStringLiteral("/logs");
+    rig.config.server.stateFile = QDir(rig.dir.path()).filePath(QStringLiteral("state.json"));
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.settle();
+    QCOMPARE(out.results.size(), size_t(1));
+    QVERIFY(!out.results[0].ok);
+    QCOMPARE(out.results[0].httpStatus, 500);
+    QVERIFY2(out.results[0].message.contains(QStringLiteral("log_dir")),
+             qPrintable(out.results[0].message));
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 0);
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+}
+
+void TestLifecycle::bootTimeoutIs504AndCancels()
+{
+    Rig rig;
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"), exitWith(0, pending()));
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(59000, 500);
+    QVERIFY(out.results.empty());
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel")), 0);
+    rig.run(2000);
+    QCOMPARE(out.results.size(), size_t(1));
+    QCOMPARE(out.results[0].httpStatus, 504);
+    const QString message = out.results[0].message;
+    QVERIFY2(message.contains(QStringLiteral("queued"))
+                 && message.contains(QStringLiteral("PENDING"))
+                 && message.contains(QStringLiteral("Resources")),
+             qPrintable(message));
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 1")), 1);
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+    QVERIFY(!rig.stateFileExists());
+    QVERIFY(lc.status().lastEndReason.contains(QStringLiteral("boot failed")));
+}
+
+void TestLifecycle::pollTimeoutDuringBootKeepsWaiting()
+{
+    Rig rig;
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"), timedOut());
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(5000);
+    QCOMPARE(lc.phase(), Phase::Queued);
+    QVERIFY(out.results.empty());
+    QVERIFY(lc.status().lastError.contains(QStringLiteral("Slurm controller unreachable")));
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"), exitWith(0, running()));
+    rig.run(2000);
+    QCOMPARE(out.results.size(), size_t(1));
+    QVERIFY(out.results[0].ok);
+    QVERIFY(lc.status().lastError.isEmpty());
+}
+
+void TestLifecycle::cancelledWaiterIsNotCalled()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome kept, dropped;
+    const auto ticket = lc.acquire(dropped.callback());
+    lc.acquire(kept.callback());
+    lc.cancel(ticket);
+    QCOMPARE(lc.status().activeRequests, 1);
+    rig.run(2000);
+    QCOMPARE(kept.results.size(), size_t(1));
+    QVERIFY(dropped.results.empty());
+}
+
+void TestLifecycle::idleTeardownAtDeadlineNotBefore()
+{
+    Rig rig; // idle_timeout = 1 min
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    rig.run(5000); // a request of 5 s
+    lc.release();
+    QCOMPARE(lc.status().secondsUntilSleep, qint64(60));
+    rig.run(59000, 1000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel")), 0);
+    QVERIFY(lc.status().secondsUntilSleep <= 1);
+    rig.run(1000, 1000);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 1")), 1);
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+    QCOMPARE(rig.phases.back(), Phase::Sleeping);
+    QCOMPARE(rig.phases.at(rig.phases.size() - 2), Phase::Stopping);
+    const Status s = lc.status();
+    QCOMPARE(s.lastEndReason, QStringLiteral("idle"));
+    QVERIFY(!s.tunnelAlive);
+    QVERIFY(!rig.tunnel->isOpen());
+    QVERIFY(s.job.id.isEmpty());
+    QVERIFY(!rig.stateFileExists());
+    QVERIFY(s.idleSeconds >= 60);
+}
+
+void TestLifecycle::neverIdleWhileRequestsActive()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    rig.run(10 * 60 * 1000, 5000); // a 10-minute stream, idle_timeout 1 min
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel")), 0);
+    QCOMPARE(lc.status().secondsUntilSleep, qint64(-1));
+    lc.release();
+    rig.run(59000, 1000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+}
+
+void TestLifecycle::idleCountsFromLastRelease()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    lc.acquire(out.callback());
+    rig.run(2000);
+    lc.release();
+    rig.run(30000, 1000);
+    lc.release(); // the last one ends 30 s later: the deadline moves
+    rig.run(45000, 1000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    rig.run(16000, 1000);
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+}
+
+void TestLifecycle::rewakeAfterIdle()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome first;
+    lc.acquire(first.callback());
+    rig.run(2000);
+    lc.release();
+    rig.run(61000, 1000);
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+
+    rig.runner.respond(QStringLiteral("sbatch"), exitWith(0, "2\n"));
+    rig.runner.respond(QStringLiteral("scontrol show job -o 2"),
+                       exitWith(0, running(QStringLiteral("2"))));
+    Outcome second;
+    lc.acquire(second.callback());
+    rig.run(2000);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 2);
+    QCOMPARE(second.results.size(), size_t(1));
+    QVERIFY(second.results[0].ok);
+    QVERIFY(second.results[0].upstream.generation > first.results[0].upstream.generation);
+    QCOMPARE(lc.status().job.id, QStringLiteral("2"));
+}
+
+void TestLifecycle::wakeBootsWithoutWaiters()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    lc.wake();
+    lc.wake();
+    rig.run(2000);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 1);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(lc.status().activeRequests, 0);
+    QCOMPARE(lc.status().idleSeconds, qint64(-1)); // never used
+    // Nobody comes: it goes back to sleep after idle_timeout counted from ready.
+    rig.run(61000, 1000);
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+}
+
+void TestLifecycle::extendRefusedWarnsOnceAndActsAsCancel()
+{
+    Rig rig; // job: TimeLimit 10 min, RunTime 2 s; idle 1 min + margin → extension wanted at once
+    rig.config.slurm.idleTimeoutMinutes = 10;
+    rig.runner.respond(
+        QStringLiteral("scontrol update"),
+        exitWith(1, {}, slurmData(QStringLiteral("scontrol-update-timelimit-denied.err"))));
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(rig.runner.count(QStringLiteral("scontrol update JobId=1 TimeLimit=")), 1);
+    QCOMPARE(lc.status().keepAliveEffective, QStringLiteral("cancel"));
+    QCOMPARE(lc.status().keepAlive, QStringLiteral("extend"));
+    for (int i = 0; i < 10; ++i) {
+        lc.acquire(out.callback());
+        lc.release();
+        rig.run(70000, 5000);
+    }
+    QCOMPARE(rig.runner.count(QStringLiteral("scontrol update")), 1);
+    const auto refusals = g_warnings.filter(QStringLiteral("Access/permission denied for job 1"));
+    QCOMPARE(refusals.size(), 1);
+    QVERIFY(refusals[0].contains(QStringLiteral("cancel")));
+}
+
+void TestLifecycle::extendAtMostOncePerMinute()
+{
+    Rig rig;
+    rig.config.slurm.idleTimeoutMinutes = 10;
+    rig.runner.respond(QStringLiteral("scontrol update"), exitWith(0));
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    const auto updates
+        = [&] { return rig.runner.count(QStringLiteral("scontrol update JobId=1 TimeLimit=")); };
+    QCOMPARE(updates(), 1);
+    // The job in our fake never shows the new limit, so every poll wants another extension:
+    // requests for 50 s must still not run it again.
+    for (int i = 0; i < 50; ++i) {
+        lc.acquire(out.callback());
+        lc.release();
+        rig.run(1000);
+    }
+    QCOMPARE(updates(), 1);
+    rig.run(15000, 1000);
+    QCOMPARE(updates(), 2);
+    QCOMPARE(lc.status().keepAliveEffective, QStringLiteral("extend"));
+    // The new limit is beyond run time + idle timeout.
+    const QString line = rig.runner.lines().filter(QStringLiteral("TimeLimit=")).first();
+    const qint64 minutes = line.section(QStringLiteral("TimeLimit="), 1).toLongLong();
+    QVERIFY2(minutes >= 10 + 5, qPrintable(line));
+}
+
+void TestLifecycle::cancelKeepAliveNeverExtends()
+{
+    Rig rig;
+    rig.config.slurm.idleTimeoutMinutes = 10;
+    rig.config.slurm.keepAlive = KeepAlive::Cancel;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(120000, 1000);
+    QCOMPARE(rig.runner.count(QStringLiteral("scontrol update")), 0);
+}
+
+void TestLifecycle::jobLostWhileReady_data()
+{
+    QTest::addColumn<ProcessResult>("answer");
+    QTest::addColumn<QString>("reason");
+    QTest::addRow("scancel outside")
+        << exitWith(0, slurmData(QStringLiteral("scontrol-show-job-cancelled.out")))
+        << "cancelled outside slullama";
+    QTest::addRow("failed") << exitWith(0,
+                                        slurmData(QStringLiteral("scontrol-show-job-failed.out")))
+                            << "job failed (FAILED (NonZeroExitCode)";
+    QTest::addRow("gone") << exitWith(1, {},
+                                      slurmData(QStringLiteral("scontrol-show-job-invalid.err")))
+                          << "job vanished from Slurm";
+}
+
+void TestLifecycle::jobLostWhileReady()
+{
+    QFETCH(ProcessResult, answer);
+    QFETCH(QString, reason);
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"), answer);
+    rig.run(6000);
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+    QVERIFY2(lc.status().lastEndReason.startsWith(reason), qPrintable(lc.status().lastEndReason));
+    QVERIFY(!rig.tunnel->isOpen());
+    QVERIFY(!rig.stateFileExists());
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel")), 0);
+
+    // The proxy retries on a fresh boot.
+    lc.release();
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"), exitWith(0, running()));
+    Outcome again;
+    lc.acquire(again.callback());
+    rig.run(2000);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 2);
+    QCOMPARE(again.results.size(), size_t(1));
+    QVERIFY(again.results[0].ok);
+}
+
+void TestLifecycle::jobFailsDuringBootFailsWaiters()
+{
+    Rig rig;
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"), exitWith(0, pending()));
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(3000);
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"),
+                       exitWith(0, slurmData(QStringLiteral("scontrol-show-job-failed.out"))));
+    rig.run(2000);
+    QCOMPARE(out.results.size(), size_t(1));
+    QCOMPARE(out.results[0].httpStatus, 502);
+    QVERIFY2(out.results[0].message.contains(QStringLiteral("NonZeroExitCode")),
+             qPrintable(out.results[0].message));
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 1); // not retried in a loop
+}
+
+void TestLifecycle::tunnelDiedIsRebuilt()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    const quint16 firstPort = rig.tunnel->localPort();
+    QCOMPARE(out.results[0].upstream.generation, quint64(1));
+
+    rig.tunnel->die(QStringLiteral("ssh exited with code 255: Connection closed"));
+    QCOMPARE(lc.phase(), Phase::Starting);
+    QCOMPARE(rig.tunnel->opens, 2);
+    Outcome during;
+    lc.acquire(during.callback()); // waits for the rebuilt tunnel, not the dead one
+    QVERIFY(during.results.empty());
+    rig.run(1000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(during.results.size(), size_t(1));
+    QVERIFY(during.results[0].ok);
+    QCOMPARE(during.results[0].upstream.generation, quint64(2));
+    QVERIFY(during.results[0].upstream.port != firstPort);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 1);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel")), 0);
+}
+
+void TestLifecycle::upstreamFailureRebuildsUnhealthyTunnel()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    const int polls = rig.runner.count(QStringLiteral("scontrol show job"));
+    // A stale generation is ignored.
+    lc.reportUpstreamFailure(99, QStringLiteral("connection refused"));
+    rig.settle();
+    QCOMPARE(rig.tunnel->opens, 1);
+    // The current one: the job is polled at once and the model server checked.
+    rig.probe->healthy = false;
+    lc.reportUpstreamFailure(1, QStringLiteral("connection refused"));
+    rig.settle();
+    QVERIFY(rig.runner.count(QStringLiteral("scontrol show job")) > polls);
+    QCOMPARE(lc.phase(), Phase::Starting);
+    QCOMPARE(rig.tunnel->opens, 2);
+    rig.probe->healthy = true;
+    rig.run(1000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+}
+
+void TestLifecycle::tunnelFailuresDuringBootGiveUp()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    rig.tunnel->failOpen = true;
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(20000);
+    QCOMPARE(rig.tunnel->opens, Lifecycle::kTunnelAttemptsPerBoot);
+    QCOMPARE(out.results.size(), size_t(1));
+    QCOMPARE(out.results[0].httpStatus, 502);
+    QVERIFY2(out.results[0].message.contains(QStringLiteral("cannot start ssh")),
+             qPrintable(out.results[0].message));
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 1")), 1); // not left burning GPU time
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+}
+
+void TestLifecycle::scancelRetriedUntilItSucceeds()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    lc.release();
+    rig.runner.respond(QStringLiteral("scancel"), timedOut());
+    rig.run(61000, 1000);
+    QCOMPARE(lc.phase(), Phase::Stopping);
+    QVERIFY(!rig.tunnel->isOpen());
+    QVERIFY(rig.stateFileExists()); // the job may still run: keep it for adoption
+    // A request meanwhile cannot get a new job while Slurm is unreachable: prompt 503.
+    Outcome late;
+    lc.acquire(late.callback());
+    rig.run(5000);
+    QCOMPARE(late.results.size(), size_t(1));
+    QCOMPARE(late.results[0].httpStatus, 503);
+    const int attempts = rig.runner.count(QStringLiteral("scancel"));
+    QVERIFY(attempts >= 3);
+    rig.runner.respond(QStringLiteral("scancel"), exitWith(0));
+    rig.run(60000, 1000);
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+    QVERIFY(!rig.stateFileExists());
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 1);
+}
+
+void TestLifecycle::adoptRunningJob()
+{
+    Rig rig;
+    SavedState saved;
+    saved.jobId = QStringLiteral("1");
+    saved.node = QStringLiteral("vm");
+    saved.since = QDateTime::currentDateTimeUtc();
+    QVERIFY(StateStore(rig.statePath()).save(saved));
+    Lifecycle &lc = rig.make();
+    lc.start();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 0);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(out.results.size(), size_t(1));
+    QVERIFY(out.results[0].ok);
+    QCOMPARE(lc.status().job.id, QStringLiteral("1"));
+}
+
+void TestLifecycle::adoptPendingJob()
+{
+    Rig rig;
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"), exitWith(0, pending()));
+    SavedState saved;
+    saved.jobId = QStringLiteral("1");
+    QVERIFY(StateStore(rig.statePath()).save(saved));
+    Lifecycle &lc = rig.make();
+    lc.start();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(3000);
+    QCOMPARE(lc.phase(), Phase::Queued);
+    QCOMPARE(lc.status().job.pendingReason, QStringLiteral("Resources"));
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 0);
+}
+
+void TestLifecycle::adoptGoneJobClearsState()
+{
+    Rig rig;
+    rig.runner.respond(QStringLiteral("scontrol show job -o 7"),
+                       exitWith(1, {}, slurmData(QStringLiteral("scontrol-show-job-invalid.err"))));
+    SavedState saved;
+    saved.jobId = QStringLiteral("7");
+    QVERIFY(StateStore(rig.statePath()).save(saved));
+    Lifecycle &lc = rig.make();
+    lc.start();
+    rig.settle();
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+    QVERIFY(!rig.stateFileExists());
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 1);
+    QVERIFY(out.results.at(0).ok);
+}
+
+void TestLifecycle::shutdownCancelsJob()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    Outcome waiting; // irrelevant in Ready, but shutdown must refuse new ones
+    QSignalSpy finished(&lc, &Lifecycle::shutdownFinished);
+    lc.shutdown();
+    lc.acquire(waiting.callback());
+    QCOMPARE(waiting.results.size(), size_t(1));
+    QCOMPARE(waiting.results[0].httpStatus, 503);
+    QCOMPARE(lc.phase(), Phase::Stopping);
+    QVERIFY(!rig.tunnel->isOpen());
+    rig.settle();
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 1")), 1);
+    QVERIFY(finished.wait(5000));
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+    QVERIFY(!rig.stateFileExists());
+}
+
+void TestLifecycle::shutdownWhileSleeping()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    QSignalSpy finished(&lc, &Lifecycle::shutdownFinished);
+    lc.shutdown();
+    QVERIFY(finished.wait(5000));
+    QCOMPARE(rig.runner.calls.size(), size_t(0));
+}
+
+void TestLifecycle::shutdownDuringSubmitCancelsReturnedJob()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback()); // sbatch now in flight (not answered yet)
+    QSignalSpy finished(&lc, &Lifecycle::shutdownFinished);
+    lc.shutdown();
+    QCOMPARE(out.results.size(), size_t(1));
+    QCOMPARE(out.results[0].httpStatus, 503);
+    QCOMPARE(finished.count(), 0);
+    rig.runner.answer(QStringLiteral("sbatch"), exitWith(0, "5\n"));
+    rig.settle();
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 5")), 1);
+    QVERIFY(finished.wait(5000));
+    QVERIFY(!rig.stateFileExists());
+}
+
+QTEST_GUILESS_MAIN(TestLifecycle)
+#include "tst_lifecycle.moc"

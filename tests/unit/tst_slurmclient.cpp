@@ -1,0 +1,542 @@
+#include "lifecyclefakes.h"
+#include "processrunner.h"
+#include "slurmclient.h"
+
+#include <QFile>
+#include <QSignalSpy>
+#include <QTest>
+
+Q_DECLARE_METATYPE(slullama::ProcessResult)
+
+using namespace slullama;
+using namespace slullama::test;
+
+namespace {
+
+QByteArray slurmData(const QString &name)
+{
+    QFile file(QStringLiteral(SLULLAMA_TEST_DATA "/slurm/") + name);
+    if (!file.open(QIODevice::ReadOnly))
+        qFatal("missing test data %s", qPrintable(name));
+    return file.readAll();
+}
+
+} // namespace
+
+class TestSlurmClient final : public QObject
+{
+    Q_OBJECT
+
+private slots:
+    void parseSbatch_data();
+    void parseSbatch();
+    void parseShowJobCaptured_data();
+    void parseShowJobCaptured();
+    void parseShowJobToleratesOrderAndExtraKeys();
+    void parseShowJobRejectsGarbage_data();
+    void parseShowJobRejectsGarbage();
+    void nodeFromNodeList_data();
+    void nodeFromNodeList();
+    void parseDuration_data();
+    void parseDuration();
+    void formatDuration_data();
+    void formatDuration();
+    void secondsLeft();
+    void stderrClassifiers();
+
+    void submitArgumentsAndTimeout();
+    void submitOutcomes_data();
+    void submitOutcomes();
+    void showJobInvalidIdIsGone();
+    void showJobUnreachable();
+    void cancelTreatsUnknownJobAsCancelled();
+    void setTimeLimitDenied();
+
+    void qprocessRunnerSuccess();
+    void qprocessRunnerExitCodeAndStderr();
+    void qprocessRunnerKillsOnTimeout();
+    void qprocessRunnerNotFound();
+    void qprocessRunnerNoCallbackAfterContextDies();
+};
+
+void TestSlurmClient::parseSbatch_data()
+{
+    QTest::addColumn<QByteArray>("output");
+    QTest::addColumn<QString>("jobId"); // empty = error
+
+    QTest::addRow("captured") << slurmData(QStringLiteral("sbatch-parsable.out"))
+                              << QStringLiteral("1");
+    QTest::addRow("cluster") << slurmData(QStringLiteral("sbatch-parsable-cluster.out"))
+                             << QStringLiteral("1234");
+    QTest::addRow("no newline") << QByteArray("98765") << QStringLiteral("98765");
+    QTest::addRow("warning first")
+        << QByteArray("sbatch: warning: something\n42\n") << QStringLiteral("42");
+    QTest::addRow("array") << QByteArray("7_3\n") << QStringLiteral("7_3");
+    QTest::addRow("empty") << QByteArray() << QString();
+    QTest::addRow("blank lines") << QByteArray("\n\n") << QString();
+    QTest::addRow("text") << QByteArray("Submitted batch job 12\n") << QString();
+    QTest::addRow("negative") << QByteArray("-1\n") << QString();
+}
+
+void TestSlurmClient::parseSbatch()
+{
+    QFETCH(QByteArray, output);
+    QFETCH(QString, jobId);
+    const auto result = slurm::parseSbatchParsable(output);
+    if (jobId.isEmpty()) {
+        QVERIFY(!result);
+        QVERIFY(result.error().contains(QStringLiteral("no job id")));
+    } else {
+        QVERIFY2(result, qPrintable(result.error()));
+        QCOMPARE(*result, jobId);
+    }
+}
+
+void TestSlurmClient::parseShowJobCaptured_data()
+{
+    QTest::addColumn<QString>("file");
+    QTest::addColumn<QString>("id");
+    QTest::addColumn<QString>("state");
+    QTest::addColumn<QString>("reason");
+    QTest::addColumn<QString>("node");
+    QTest::addColumn<QString>("timeLimit");
+    QTest::addColumn<QString>("comment");
+    QTest::addColumn<int>("kind"); // 0 pending, 1 running, 2 ended
+
+    QTest::addRow("running") << "scontrol-show-job-running.out"
+                             << "1"
+                             << "RUNNING"
+                             << "None"
+                             << "vm"
+                             << "00:10:00"
+                             << "" << 1;
+    QTest::addRow("pending") << "scontrol-show-job-pending.out"
+                             << "2"
+                             << "PENDING"
+                             << "Resources"
+                             << ""
+                             << "00:10:00"
+                             << "" << 0;
+    QTest::addRow("comment") << "scontrol-show-job-running-comment.out"
+                             << "1"
+                             << "RUNNING"
+                             << "None"
+                             << "vm"
+                             << "00:10:00"
+                             << "port=12345" << 1;
+    QTest::addRow("cancelled") << "scontrol-show-job-cancelled.out"
+                               << "1"
+                               << "CANCELLED"
+                               << "None"
+                               << "vm"
+                               << "00:10:00"
+                               << "port=12345" << 2;
+    QTest::addRow("completed") << "scontrol-show-job-completed.out"
+                               << "4"
+                               << "COMPLETED"
+                               << "None"
+                               << "vm"
+                               << "UNLIMITED"
+                               << "" << 2;
+    QTest::addRow("failed") << "scontrol-show-job-failed.out"
+                            << "3"
+                            << "FAILED"
+                            << "NonZeroExitCode"
+                            << "vm"
+                            << "UNLIMITED"
+                            << "" << 2;
+}
+
+void TestSlurmClient::parseShowJobCaptured()
+{
+    QFETCH(QString, file);
+    QFETCH(QString, id);
+    QFETCH(QString, state);
+    QFETCH(QString, reason);
+    QFETCH(QString, node);
+    QFETCH(QString, timeLimit);
+    QFETCH(QString, comment);
+    QFETCH(int, kind);
+
+    const auto info = slurm::parseShowJob(slurmData(file));
+    QVERIFY2(info, qPrintable(info.error()));
+    QCOMPARE(info->id, id);
+    QCOMPARE(info->state, state);
+    QCOMPARE(info->reason, reason);
+    QCOMPARE(info->node(), node);
+    QCOMPARE(info->timeLimit, timeLimit);
+    QCOMPARE(info->comment, comment);
+    QVERIFY(info->exists);
+    QCOMPARE(info->isPending(), kind == 0);
+    QCOMPARE(info->isRunning(), kind == 1);
+    QCOMPARE(info->hasEnded(), kind == 2);
+    if (kind == 2)
+        QVERIFY(info->endDescription().startsWith(state));
+}
+
+void TestSlurmClient::parseShowJobToleratesOrderAndExtraKeys()
+{
+    const QByteArray line = "slurm_load_jobs noise\n"
+                            "JobId=77 NewKey2030=whatever Comment=two words here BatchHost=gpu17 "
+                            "TimeLimit=1-00:00:00 Reason=Priority JobState=PENDING NodeList=(null) "
+                            "RunTime=00:00:00 Weird=a=b\n";
+    const auto info = slurm::parseShowJob(line);
+    QVERIFY2(info, qPrintable(info.error()));
+    QCOMPARE(info->id, QStringLiteral("77"));
+    QCOMPARE(info->state, QStringLiteral("PENDING"));
+    QCOMPARE(info->reason, QStringLiteral("Priority"));
+    QCOMPARE(info->comment, QStringLiteral("two words here"));
+    QCOMPARE(info->node(), QStringLiteral("gpu17"));
+    QCOMPARE(info->timeLimit, QStringLiteral("1-00:00:00"));
+    QVERIFY(info->isPending());
+}
+
+void TestSlurmClient::parseShowJobRejectsGarbage_data()
+{
+    QTest::addColumn<QByteArray>("output");
+    QTest::addRow("empty") << QByteArray();
+    QTest::addRow("no job") << QByteArray("No jobs in the system\n");
+    QTest::addRow("no state") << QByteArray("JobId=5 Reason=None\n");
+    QTest::addRow("binary") << QByteArray("\x00\xff=\x01 JobId", 9);
+}
+
+void TestSlurmClient::parseShowJobRejectsGarbage()
+{
+    QFETCH(QByteArray, output);
+    QVERIFY(!slurm::parseShowJob(output));
+}
+
+void TestSlurmClient::nodeFromNodeList_data()
+{
+    QTest::addColumn<QString>("batchHost");
+    QTest::addColumn<QString>("nodeList");
+    QTest::addColumn<QString>("node");
+    QTest::addRow("batch host wins") << "b1"
+                                     << "n[1-2]"
+                                     << "b1";
+    QTest::addRow("plain") << ""
+                           << "node7"
+                           << "node7";
+    QTest::addRow("range") << ""
+                           << "gpu[01-03,07],cpu1"
+                           << "gpu01";
+    QTest::addRow("list") << ""
+                          << "a1,a2"
+                          << "a1";
+    QTest::addRow("list in brackets") << ""
+                                      << "x[5,9]"
+                                      << "x5";
+    QTest::addRow("null") << "(null)"
+                          << "(null)"
+                          << "";
+    QTest::addRow("empty") << ""
+                           << ""
+                           << "";
+}
+
+void TestSlurmClient::nodeFromNodeList()
+{
+    QFETCH(QString, batchHost);
+    QFETCH(QString, nodeList);
+    QFETCH(QString, node);
+    JobInfo info;
+    info.batchHost = batchHost;
+    info.nodeList = nodeList;
+    QCOMPARE(info.node(), node);
+}
+
+void TestSlurmClient::parseDuration_data()
+{
+    QTest::addColumn<QString>("text");
+    QTest::addColumn<qint64>("seconds"); // -1 = nullopt
+    QTest::addRow("minutes") << "30" << qint64(1800);
+    QTest::addRow("mm:ss") << "5:30" << qint64(330);
+    QTest::addRow("hh:mm:ss") << "04:00:00" << qint64(14400);
+    QTest::addRow("h:mm:ss") << "0:10:00" << qint64(600);
+    QTest::addRow("d-hh") << "2-03" << qint64(2 * 86400 + 3 * 3600);
+    QTest::addRow("d-hh:mm") << "1-01:30" << qint64(86400 + 3600 + 1800);
+    QTest::addRow("d-hh:mm:ss") << "1-00:00:05" << qint64(86405);
+    QTest::addRow("unlimited") << "UNLIMITED" << qint64(-1);
+    QTest::addRow("partition limit") << "Partition_Limit" << qint64(-1);
+    QTest::addRow("empty") << "" << qint64(-1);
+    QTest::addRow("junk") << "1:2:3:4" << qint64(-1);
+}
+
+void TestSlurmClient::parseDuration()
+{
+    QFETCH(QString, text);
+    QFETCH(qint64, seconds);
+    const auto parsed = slurm::parseDuration(text);
+    if (seconds < 0) {
+        QVERIFY(!parsed);
+    } else {
+        QVERIFY(parsed);
+        QCOMPARE(*parsed, seconds);
+    }
+}
+
+void TestSlurmClient::formatDuration_data()
+{
+    QTest::addColumn<qint64>("seconds");
+    QTest::addColumn<QString>("text");
+    QTest::addRow("zero") << qint64(0) << "0:00:00";
+    QTest::addRow("negative") << qint64(-5) << "0:00:00";
+    QTest::addRow("hours") << qint64(3 * 3600 + 59 * 60 + 12) << "3:59:12";
+    QTest::addRow("days") << qint64(86400 + 3661) << "1-01:01:01";
+}
+
+void TestSlurmClient::formatDuration()
+{
+    QFETCH(qint64, seconds);
+    QFETCH(QString, text);
+    QCOMPARE(slurm::formatDuration(seconds), text);
+    if (seconds >= 0)
+        QCOMPARE(slurm::parseDuration(text).value_or(-1), seconds);
+}
+
+void TestSlurmClient::secondsLeft()
+{
+    const auto info
+        = slurm::parseShowJob(slurmData(QStringLiteral("scontrol-show-job-running.out")));
+    QVERIFY(info);
+    QCOMPARE(info->secondsLeft().value_or(-1), qint64(598));
+    const auto unlimited
+        = slurm::parseShowJob(slurmData(QStringLiteral("scontrol-show-job-completed.out")));
+    QVERIFY(unlimited);
+    QVERIFY(!unlimited->secondsLeft());
+}
+
+void TestSlurmClient::stderrClassifiers()
+{
+    QVERIFY(slurm::isInvalidJobId(slurmData(QStringLiteral("scontrol-show-job-invalid.err"))));
+    QVERIFY(!slurm::isInvalidJobId(slurmData(QStringLiteral("sbatch-invalid-partition.err"))));
+    QVERIFY(slurm::isPermissionDenied(
+        slurmData(QStringLiteral("scontrol-update-timelimit-denied.err"))));
+    QVERIFY(!slurm::isPermissionDenied(slurmData(QStringLiteral("scontrol-show-job-invalid.err"))));
+}
+
+void TestSlurmClient::submitArgumentsAndTimeout()
+{
+    FakeProcessRunner runner;
+    SlurmConfig config;
+    config.commandTimeout = 7.5;
+    SlurmClient client(config, &runner);
+    QObject context;
+    client.submit(QStringLiteral("/logs/slullama-job.sh"), &context,
+                  [](const SlurmOutcome &, const QString &) {});
+    QCOMPARE(runner.calls.size(), size_t(1));
+    QCOMPARE(runner.calls[0]->program, QStringLiteral("sbatch"));
+    QCOMPARE(runner.calls[0]->arguments,
+             (QStringList {QStringLiteral("--parsable"), QStringLiteral("/logs/slullama-job.sh")}));
+    QCOMPARE(runner.calls[0]->timeoutMs, 7500);
+
+    client.showJob(QStringLiteral("5"), &context, [](const SlurmOutcome &, const JobInfo &) {});
+    client.cancel(QStringLiteral("5"), &context, [](const SlurmOutcome &) {});
+    client.setTimeLimit(QStringLiteral("5"), 95, &context, [](const SlurmOutcome &) {});
+    QCOMPARE(runner.lines(),
+             (QStringList {QStringLiteral("sbatch --parsable /logs/slullama-job.sh"),
+                           QStringLiteral("scontrol show job -o 5"), QStringLiteral("scancel 5"),
+                           QStringLiteral("scontrol update JobId=5 TimeLimit=95")}));
+    for (const auto &call : runner.calls)
+        QCOMPARE(call->timeoutMs, 7500);
+}
+
+void TestSlurmClient::submitOutcomes_data()
+{
+    QTest::addColumn<ProcessResult>("result");
+    QTest::addColumn<int>("failure");
+    QTest::addColumn<QString>("messagePart");
+    QTest::addColumn<QString>("jobId");
+
+    QTest::addRow("ok") << exitWith(0, "31\n") << int(SlurmFailure::None) << ""
+                        << "31";
+    QTest::addRow("bad partition")
+        << exitWith(1, {}, slurmData(QStringLiteral("sbatch-invalid-partition.err")))
+        << int(SlurmFailure::Refused) << "Invalid partition name specified"
+        << "";
+    QTest::addRow("timeout") << timedOut() << int(SlurmFailure::Unreachable)
+                             << "Slurm controller unreachable (sbatch did not answer within 20 s)"
+                             << "";
+    QTest::addRow("not found") << notFound() << int(SlurmFailure::NotFound)
+                               << "sbatch could not be started"
+                               << "";
+    QTest::addRow("garbage") << exitWith(0, "hello\n") << int(SlurmFailure::BadOutput)
+                             << "no job id"
+                             << "";
+}
+
+void TestSlurmClient::submitOutcomes()
+{
+    QFETCH(ProcessResult, result);
+    QFETCH(int, failure);
+    QFETCH(QString, messagePart);
+    QFETCH(QString, jobId);
+
+    FakeProcessRunner runner;
+    SlurmClient client(SlurmConfig {}, &runner);
+    QObject context;
+    std::optional<std::pair<SlurmOutcome, QString>> got;
+    client.submit(QStringLiteral("/x.sh"), &context,
+                  [&](const SlurmOutcome &o, const QString &id) { got = std::make_pair(o, id); });
+    QVERIFY(!got); // never synchronous
+    QVERIFY(runner.answer(QStringLiteral("sbatch"), result));
+    QVERIFY(got);
+    QCOMPARE(int(got->first.failure), failure);
+    QVERIFY2(got->first.message.contains(messagePart), qPrintable(got->first.message));
+    QCOMPARE(got->second, jobId);
+}
+
+void TestSlurmClient::showJobInvalidIdIsGone()
+{
+    FakeProcessRunner runner;
+    SlurmClient client(SlurmConfig {}, &runner);
+    QObject context;
+    std::optional<std::pair<SlurmOutcome, JobInfo>> got;
+    client.showJob(QStringLiteral("999999"), &context,
+                   [&](const SlurmOutcome &o, const JobInfo &i) { got = std::make_pair(o, i); });
+    runner.answer(QStringLiteral("scontrol"),
+                  exitWith(1, {}, slurmData(QStringLiteral("scontrol-show-job-invalid.err"))));
+    QVERIFY(got);
+    QVERIFY(got->first.ok());
+    QVERIFY(!got->second.exists);
+    QVERIFY(got->second.hasEnded());
+    QCOMPARE(got->second.id, QStringLiteral("999999"));
+}
+
+void TestSlurmClient::showJobUnreachable()
+{
+    FakeProcessRunner runner;
+    SlurmClient client(SlurmConfig {}, &runner);
+    QObject context;
+    std::optional<SlurmOutcome> got;
+    client.showJob(QStringLiteral("1"), &context,
+                   [&](const SlurmOutcome &o, const JobInfo &) { got = o; });
+    runner.answer(QStringLiteral("scontrol"), timedOut());
+    QVERIFY(got);
+    QCOMPARE(got->failure, SlurmFailure::Unreachable);
+    QCOMPARE(got->message,
+             QStringLiteral("Slurm controller unreachable (scontrol did not answer within 20 s)"));
+}
+
+void TestSlurmClient::cancelTreatsUnknownJobAsCancelled()
+{
+    FakeProcessRunner runner;
+    SlurmClient client(SlurmConfig {}, &runner);
+    QObject context;
+    std::vector<SlurmOutcome> got;
+    client.cancel(QStringLiteral("5"), &context, [&](const SlurmOutcome &o) { got.push_back(o); });
+    client.cancel(QStringLiteral("6"), &context, [&](const SlurmOutcome &o) { got.push_back(o); });
+    client.cancel(QStringLiteral("7"), &context, [&](const SlurmOutcome &o) { got.push_back(o); });
+    runner.answer(
+        QStringLiteral("scancel 5"),
+        exitWith(1, {}, "scancel: error: Kill job error on job id 5: Invalid job id specified\n"));
+    runner.answer(QStringLiteral("scancel 6"), exitWith(0));
+    runner.answer(QStringLiteral("scancel 7"), timedOut());
+    QCOMPARE(got.size(), size_t(3));
+    QVERIFY(got[0].ok());
+    QVERIFY(got[1].ok());
+    QCOMPARE(got[2].failure, SlurmFailure::Unreachable);
+}
+
+void TestSlurmClient::setTimeLimitDenied()
+{
+    FakeProcessRunner runner;
+    SlurmClient client(SlurmConfig {}, &runner);
+    QObject context;
+    std::optional<SlurmOutcome> got;
+    client.setTimeLimit(QStringLiteral("1"), 30, &context, [&](const SlurmOutcome &o) { got = o; });
+    runner.answer(
+        QStringLiteral("scontrol update"),
+        exitWith(1, {}, slurmData(QStringLiteral("scontrol-update-timelimit-denied.err"))));
+    QVERIFY(got);
+    QCOMPARE(got->failure, SlurmFailure::PermissionDenied);
+    QVERIFY(got->message.contains(QStringLiteral("Access/permission denied for job 1")));
+}
+
+// The real runner: programs from coreutils, never a shell string.
+
+void TestSlurmClient::qprocessRunnerSuccess()
+{
+    auto runner = makeQProcessRunner();
+    QObject context;
+    std::optional<ProcessResult> got;
+    runner->run(QStringLiteral("/bin/echo"), {QStringLiteral("hello world")}, 10000, &context,
+                [&](const ProcessResult &r) { got = r; });
+    QVERIFY(!got);
+    QTRY_VERIFY_WITH_TIMEOUT(got.has_value(), 10000);
+    QVERIFY(got->succeeded());
+    QCOMPARE(got->stdoutData, QByteArray("hello world\n"));
+}
+
+void TestSlurmClient::qprocessRunnerExitCodeAndStderr()
+{
+    auto runner = makeQProcessRunner();
+    QObject context;
+    std::optional<ProcessResult> got;
+    // ls of a missing path: exit 2 with a message on stderr.
+    runner->run(QStringLiteral("/bin/ls"), {QStringLiteral("/nonexistent-slullama-path")}, 10000,
+                &context, [&](const ProcessResult &r) { got = r; });
+    QTRY_VERIFY_WITH_TIMEOUT(got.has_value(), 10000);
+    QVERIFY(!got->succeeded());
+    QVERIFY(!got->timedOut);
+    QCOMPARE(got->exitCode, 2);
+    QVERIFY(got->stderrData.contains("nonexistent-slullama-path"));
+}
+
+void TestSlurmClient::qprocessRunnerKillsOnTimeout()
+{
+    auto runner = makeQProcessRunner();
+    QObject context;
+    std::optional<ProcessResult> got;
+    runner->run(QStringLiteral("/bin/sleep"), {QStringLiteral("60")}, 200, &context,
+                [&](const ProcessResult &r) { got = r; });
+    QTRY_VERIFY_WITH_TIMEOUT(got.has_value(), 20000);
+    QVERIFY(got->timedOut);
+    QVERIFY(!got->succeeded());
+}
+
+void TestSlurmClient::qprocessRunnerNotFound()
+{
+    auto runner = makeQProcessRunner();
+    QObject context;
+    std::optional<ProcessResult> got;
+    runner->run(QStringLiteral("slullama-no-such-program"), {}, 10000, &context,
+                [&](const ProcessResult &r) { got = r; });
+    QVERIFY(!got);
+    QTRY_VERIFY_WITH_TIMEOUT(got.has_value(), 10000);
+    QVERIFY(got->failedToStart);
+    QVERIFY(!got->errorString.isEmpty());
+
+    // Through SlurmClient this becomes a message naming the program.
+    SlurmOutcome outcome;
+    bool done = false;
+    SlurmClient client(SlurmConfig {}, runner.get());
+    const QByteArray path = qgetenv("PATH");
+    qputenv("PATH", "/nonexistent-slullama-bin");
+    client.submit(QStringLiteral("/x.sh"), &context, [&](const SlurmOutcome &o, const QString &) {
+        outcome = o;
+        done = true;
+    });
+    qputenv("PATH", path);
+    QTRY_VERIFY_WITH_TIMEOUT(done, 10000);
+    QCOMPARE(outcome.failure, SlurmFailure::NotFound);
+    QVERIFY2(outcome.message.startsWith(QStringLiteral("sbatch could not be started")),
+             qPrintable(outcome.message));
+}
+
+void TestSlurmClient::qprocessRunnerNoCallbackAfterContextDies()
+{
+    auto runner = makeQProcessRunner();
+    bool called = false;
+    {
+        QObject context;
+        runner->run(QStringLiteral("/bin/sleep"), {QStringLiteral("60")}, 60000, &context,
+                    [&](const ProcessResult &) { called = true; });
+    }
+    // Context gone: the process was killed with it and the callback never runs.
+    QTest::qWait(100);
+    QVERIFY(!called);
+}
+
+QTEST_GUILESS_MAIN(TestSlurmClient)
+#include "tst_slurmclient.moc"
