@@ -102,7 +102,8 @@ bed_slurm() { timeout 10 env SLURM_CONF="$BED/slurm/slurm.conf" "$@"; }
 # denies that while we install, and is removed again if we created it.
 ensure_packages() {
     local pkg missing=() installed
-    installed=$(dpkg-query -W -f='${Package} ${Status}\n' "$@" 2>/dev/null | awk '/ install ok installed$/ { print $1 }')
+    # dpkg-query fails when any package is unknown to dpkg (never installed): not an error here.
+    installed=$(dpkg-query -W -f='${Package} ${Status}\n' "$@" 2>/dev/null | awk '/ install ok installed$/ { print $1 }' || true)
     for pkg in "$@"; do
         grep -qxF "$pkg" <<<"$installed" || missing+=("$pkg")
     done
