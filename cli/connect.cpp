@@ -1,10 +1,13 @@
 // `slullama connect`: the laptop tunnel in the foreground, questions asked on the terminal.
 
+#include "apiclient.h"
+#include "cliopts.h"
 #include "commands.h"
 #include "logging.h"
 #include "sshtunnel.h"
 
 #include <QCoreApplication>
+#include <QJsonDocument>
 #include <QSocketNotifier>
 #include <QTextStream>
 
@@ -27,6 +30,63 @@ void onSignal(int)
 {
     const char byte = 1;
     [[maybe_unused]] const auto n = ::write(g_signalFd, &byte, 1);
+}
+
+// SIGINT/SIGTERM become an event-loop callback (a byte on a socket pair), so Ctrl+C can close the
+// tunnel and restore the terminal instead of killing the process mid-prompt. Restores the
+// default handlers when it goes.
+class SignalCatcher final
+{
+public:
+    explicit SignalCatcher(std::function<void()> onSignalled)
+    {
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m_fds) != 0)
+            return;
+        g_signalFd = m_fds[1];
+        struct sigaction action
+        {
+        };
+        action.sa_handler = onSignal;
+        sigemptyset(&action.sa_mask);
+        action.sa_flags = SA_RESTART;
+        ::sigaction(SIGINT, &action, nullptr);
+        ::sigaction(SIGTERM, &action, nullptr);
+        m_notifier = std::make_unique<QSocketNotifier>(m_fds[0], QSocketNotifier::Read);
+        QObject::connect(m_notifier.get(), &QSocketNotifier::activated,
+                         QCoreApplication::instance(), [this, onSignalled] {
+                             char byte;
+                             [[maybe_unused]] const auto n = ::read(m_fds[0], &byte, 1);
+                             onSignalled();
+                         });
+    }
+    ~SignalCatcher()
+    {
+        if (!m_notifier)
+            return;
+        m_notifier.reset();
+        ::signal(SIGINT, SIG_DFL);
+        ::signal(SIGTERM, SIG_DFL);
+        g_signalFd = -1;
+        ::close(m_fds[0]);
+        ::close(m_fds[1]);
+    }
+    SignalCatcher(const SignalCatcher &) = delete;
+    SignalCatcher &operator=(const SignalCatcher &) = delete;
+
+    bool isValid() const { return m_notifier != nullptr; }
+
+private:
+    int m_fds[2] = {-1, -1};
+    std::unique_ptr<QSocketNotifier> m_notifier;
+};
+
+QUrl loopbackUrl(quint16 port)
+{
+    QUrl url;
+    url.setScheme(QStringLiteral("http"));
+    url.setHost(QStringLiteral("127.0.0.1"));
+    url.setPort(port);
+    return url;
 }
 
 // Asks on /dev/tty (so it works with stdout redirected), one question at a time, reading without
@@ -62,18 +122,19 @@ public:
 
     void acceptHostKey(const SshHostKeyInfo &key, BoolReply reply) override
     {
-        if (!hasTerminal(QStringLiteral("accept the host key of %1 (%2)").arg(key.host, key.fingerprint))) {
+        if (!hasTerminal(
+                QStringLiteral("accept the host key of %1 (%2)").arg(key.host, key.fingerprint))) {
             QTextStream(stderr) << "slullama: to trust it, run slullama connect in a terminal, or "
                                    "connect once with OpenSSH's ssh and check the fingerprint\n";
             reply(false);
             return;
         }
-        const QString text =
-            QStringLiteral("The authenticity of host '%1' can't be established.\n"
-                           "%2 key fingerprint is %3.\n"
-                           "Compare it with the fingerprint your administrator published.\n"
-                           "Trust it and add it to %4? (yes/no): ")
-                .arg(key.host, key.keyType, key.fingerprint, key.knownHostsFile);
+        const QString text
+            = QStringLiteral("The authenticity of host '%1' can't be established.\n"
+                             "%2 key fingerprint is %3.\n"
+                             "Compare it with the fingerprint your administrator published.\n"
+                             "Trust it and add it to %4? (yes/no): ")
+                  .arg(key.host, key.keyType, key.fingerprint, key.knownHostsFile);
         enqueue(text, true, [this, text, reply](const QString &answer) {
             const QString a = answer.trimmed().toLower();
             if (a == QLatin1String("yes") || a == QLatin1String("y")) {
@@ -96,7 +157,7 @@ public:
             return;
         }
         const QString text = (retry ? QStringLiteral("Wrong passphrase. ") : QString())
-                             + QStringLiteral("Enter passphrase for key '%1': ").arg(keyFile);
+            + QStringLiteral("Enter passphrase for key '%1': ").arg(keyFile);
         enqueue(text, false, [reply](const QString &answer) {
             reply(answer);
             return true;
@@ -136,8 +197,9 @@ public:
             reply(std::nullopt);
             return;
         }
-        const QString text = (retry ? QStringLiteral("Permission denied, please try again.\n") : QString())
-                             + QStringLiteral("%1's password: ").arg(userAtHost);
+        const QString text
+            = (retry ? QStringLiteral("Permission denied, please try again.\n") : QString())
+            + QStringLiteral("%1's password: ").arg(userAtHost);
         enqueue(text, false, [reply](const QString &answer) {
             reply(answer);
             return true;
@@ -230,11 +292,34 @@ private:
     QSocketNotifier *m_notifier = nullptr;
     std::deque<Question> m_queue;
     QByteArray m_line;
-    termios m_saved{};
+    termios m_saved {};
     bool m_echoOff = false;
 };
 
 } // namespace
+
+void sendApiRequest(ApiClient &client, bool wake, const std::function<void(int)> &done,
+                    const QString &context)
+{
+    const QString command = wake ? QStringLiteral("wake") : QStringLiteral("status");
+    const auto succeed = [done](const Status &, const QByteArray &json) {
+        QTextStream(stdout) << QJsonDocument::fromJson(json).toJson(QJsonDocument::Indented);
+        done(0);
+    };
+    const auto fail = [done, command, context](const QString &message, int) {
+        QTextStream(stderr) << "slullama " << command << ": " << message << context << "\n";
+        done(1);
+    };
+    QObject::connect(&client, &ApiClient::statusReceived, &client, succeed,
+                     Qt::SingleShotConnection);
+    QObject::connect(&client, &ApiClient::wakeAccepted, &client, succeed, Qt::SingleShotConnection);
+    QObject::connect(&client, &ApiClient::statusFailed, &client, fail, Qt::SingleShotConnection);
+    QObject::connect(&client, &ApiClient::wakeFailed, &client, fail, Qt::SingleShotConnection);
+    if (wake)
+        client.wake();
+    else
+        client.fetchStatus();
+}
 
 int runConnect(const Config &config)
 {
@@ -246,34 +331,49 @@ int runConnect(const Config &config)
     }
     auto *app = QCoreApplication::instance();
 
-    int fds[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-        err << "slullama connect: cannot set up signal handling\n";
-        return 1;
-    }
-    g_signalFd = fds[1];
-    struct sigaction action{};
-    action.sa_handler = onSignal;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESTART;
-    ::sigaction(SIGINT, &action, nullptr);
-    ::sigaction(SIGTERM, &action, nullptr);
-
     TerminalPrompter prompter;
     SshTunnel tunnel;
     tunnel.setPrompter(&prompter);
     int exitCode = 0;
     bool everConnected = false;
 
-    QSocketNotifier signalNotifier(fds[0], QSocketNotifier::Read);
-    QObject::connect(&signalNotifier, &QSocketNotifier::activated, app, [&] {
-        char byte;
-        [[maybe_unused]] const auto n = ::read(fds[0], &byte, 1);
+    SignalCatcher catcher([&] {
         prompter.restoreEcho();
         tunnel.stop();
         QTextStream(stderr) << "Tunnel closed.\n";
         app->exit(exitCode);
     });
+    if (!catcher.isValid()) {
+        err << "slullama connect: cannot set up signal handling\n";
+        return 1;
+    }
+
+    // Once the tunnel is up, one status request through it says whether the daemon is there and
+    // takes the token — feedback now rather than a 401 in some tool later. It never wakes the node.
+    const QString token = config.client.token;
+    ApiClient checker(QUrl(), token);
+    QObject::connect(&checker, &ApiClient::statusReceived, app,
+                     [&](const Status &status, const QByteArray &) {
+                         QTextStream(stdout) << (token.isEmpty() ? "The daemon needs no token"
+                                                                 : "Token accepted by the daemon")
+                                             << " (phase: " << phaseName(status.phase) << ").\n";
+                     });
+    QObject::connect(&checker, &ApiClient::statusFailed, app,
+                     [&](const QString &message, int httpStatus) {
+                         QTextStream e(stderr);
+                         if (httpStatus == 401 || httpStatus == 403) {
+                             e << "slullama connect: "
+                               << (token.isEmpty() ? QStringLiteral("the daemon requires a token")
+                                                   : QStringLiteral("token rejected by the daemon"))
+                               << " (HTTP " << httpStatus
+                               << "): set [client] token, SLULLAMA_TOKEN or --token. The tunnel "
+                                  "stays open; requests need 'Authorization: Bearer <token>'.\n";
+                         } else {
+                             e << "slullama connect: warning: the tunnel is open but the daemon "
+                                  "did not answer: "
+                               << message << "\n";
+                         }
+                     });
 
     QObject::connect(&tunnel, &SshTunnel::stateChanged, app, [&](SshTunnel::State state) {
         QTextStream out(stdout);
@@ -290,10 +390,12 @@ int runConnect(const Config &config)
                 out << "Tunnel open: localhost:" << tunnel.localPort() << " → "
                     << tunnel.remoteDescription() << "\n"
                     << "Press Ctrl+C to close.\n";
+                out.flush();
+                checker.setEndpoint(loopbackUrl(tunnel.localPort()), token);
+                checker.fetchStatus();
             } else {
                 e << "slullama: reconnected, tunnel open again\n";
             }
-            out.flush();
             everConnected = true;
             break;
         case SshTunnel::State::Reconnecting:
@@ -315,15 +417,88 @@ int runConnect(const Config &config)
     });
 
     tunnel.start(SshTunnelSettings::fromConfig(config.client));
-    const int rc = app->exec();
+    return app->exec();
+}
 
-    signalNotifier.setEnabled(false);
-    ::signal(SIGINT, SIG_DFL);
-    ::signal(SIGTERM, SIG_DFL);
-    g_signalFd = -1;
-    ::close(fds[0]);
-    ::close(fds[1]);
-    return rc;
+int runRemoteApiCommand(const Config &config, const QString &host, bool wake)
+{
+    const QString command = wake ? QStringLiteral("wake") : QStringLiteral("status");
+    auto *app = QCoreApplication::instance();
+
+    TerminalPrompter prompter;
+    SshTunnel tunnel;
+    tunnel.setPrompter(&prompter);
+    bool finished = false;
+    const auto finish = [&](int exitCode) {
+        if (finished)
+            return;
+        finished = true;
+        tunnel.stop();
+        app->exit(exitCode);
+    };
+
+    SignalCatcher catcher([&] {
+        prompter.restoreEcho();
+        finish(130);
+    });
+
+    SshTunnelSettings settings = SshTunnelSettings::fromConfig(config.client);
+    settings.host = host;
+    // Any free port: the configured one is likely held by a running `slullama connect` or tray.
+    settings.localPort = 0;
+    const QString token = cli::apiEndpoint(config, host).token;
+    ApiClient client(QUrl(), token);
+    QString channelError; // why the head node could not reach the daemon, if it said
+    bool sent = false;
+
+    QObject::connect(&tunnel, &SshTunnel::errorOccurred, app, [&](const QString &message) {
+        if (tunnel.state() == SshTunnel::State::Connected)
+            channelError = message;
+    });
+    QObject::connect(&tunnel, &SshTunnel::stateChanged, app, [&](SshTunnel::State state) {
+        if (finished)
+            return;
+        switch (state) {
+        case SshTunnel::State::Connected:
+            if (sent)
+                break;
+            sent = true;
+            qCDebug(lcTunnel).noquote() << QStringLiteral("tunnel open: 127.0.0.1:%1 -> %2")
+                                               .arg(tunnel.localPort())
+                                               .arg(tunnel.remoteDescription());
+            client.setEndpoint(loopbackUrl(tunnel.localPort()), token);
+            sendApiRequest(
+                client, wake, [&](int exitCode) { finish(exitCode); },
+                QStringLiteral(" (through the SSH tunnel to ") + tunnel.remoteDescription() + u')');
+            break;
+        case SshTunnel::State::Reconnecting:
+        case SshTunnel::State::Failed: {
+            // One request, no retries: a lost or refused connection is the answer.
+            QString message = tunnel.errorString();
+            if (state == SshTunnel::State::Reconnecting)
+                message = message.section(QStringLiteral("; reconnecting"), 0, 0);
+            QTextStream(stderr) << "slullama " << command << ": " << message << "\n";
+            finish(1);
+            break;
+        }
+        case SshTunnel::State::Connecting:
+        case SshTunnel::State::Authenticating:
+        case SshTunnel::State::Disconnected:
+            break;
+        }
+    });
+    // The ApiClient's own failure wording names the local end; add the head node's view.
+    QObject::connect(&client, &ApiClient::statusFailed, app, [&](const QString &, int) {
+        if (!channelError.isEmpty())
+            QTextStream(stderr) << "slullama " << command << ": " << channelError << "\n";
+    });
+    QObject::connect(&client, &ApiClient::wakeFailed, app, [&](const QString &, int) {
+        if (!channelError.isEmpty())
+            QTextStream(stderr) << "slullama " << command << ": " << channelError << "\n";
+    });
+
+    tunnel.start(settings);
+    return app->exec();
 }
 
 } // namespace slullama

@@ -3,11 +3,11 @@
 #include "apiclient.h"
 #include "cliopts.h"
 #include "commands.h"
+#include "keys.h"
 #include "logging.h"
 #include "serve.h"
 
 #include <QCoreApplication>
-#include <QJsonDocument>
 #include <QTextStream>
 
 using namespace slullama;
@@ -22,31 +22,20 @@ void printWarnings(const Config &config)
 }
 
 // status and wake: one request on the event loop, the JSON on stdout, one line on failure.
+// With HOST (from a laptop) the request goes through an SSH tunnel to HOST, as `connect` opens
+// one; without, straight to the daemon on this machine.
 int runApiCommand(QCoreApplication &app, const cli::Invocation &inv, const Config &config)
 {
+    const bool wake = inv.command == cli::Command::Wake;
+    if (!inv.host.isEmpty())
+        return runRemoteApiCommand(config, inv.host, wake);
     const cli::Endpoint endpoint = cli::apiEndpoint(config, inv.host);
     ApiClient client(endpoint.url, endpoint.token);
     int exitCode = 1;
-    const auto succeed = [&](const Status &, const QByteArray &json) {
-        const QJsonDocument document = QJsonDocument::fromJson(json);
-        QTextStream(stdout) << document.toJson(QJsonDocument::Indented);
-        exitCode = 0;
+    sendApiRequest(client, wake, [&](int code) {
+        exitCode = code;
         app.quit();
-    };
-    const auto fail = [&](const QString &message, int) {
-        QTextStream(stderr) << "slullama " << cli::commandName(inv.command) << ": " << message
-                            << "\n";
-        exitCode = 1;
-        app.quit();
-    };
-    QObject::connect(&client, &ApiClient::statusReceived, &app, succeed);
-    QObject::connect(&client, &ApiClient::wakeAccepted, &app, succeed);
-    QObject::connect(&client, &ApiClient::statusFailed, &app, fail);
-    QObject::connect(&client, &ApiClient::wakeFailed, &app, fail);
-    if (inv.command == cli::Command::Wake)
-        client.wake();
-    else
-        client.fetchStatus();
+    });
     app.exec();
     return exitCode;
 }
@@ -101,6 +90,8 @@ int main(int argc, char **argv)
     case cli::Command::Status:
     case cli::Command::Wake:
         return runApiCommand(app, inv, *config);
+    case cli::Command::Keys:
+        return runKeysCommand(inv, *config);
     case cli::Command::None:
         break;
     }

@@ -14,3 +14,9 @@ if(SLULLAMA_SANITIZE)
     target_compile_options(slullama_defaults INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer)
     target_link_options(slullama_defaults INTERFACE -fsanitize=address,undefined)
 endif()
+if(SLULLAMA_FUZZ)
+    # Coverage for libFuzzer in everything we build; any UB is a finding, not a warning.
+    target_compile_options(slullama_defaults INTERFACE -fsanitize=fuzzer-no-link,address,undefined
+        -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+    target_link_options(slullama_defaults INTERFACE -fsanitize=address,undefined)
+endif()

@@ -39,6 +39,8 @@ const QList<OptionSpec> &optionSpecs()
         {{QStringLiteral("config")}, QStringLiteral("PATH"),
          QStringLiteral("config file (default: $SLULLAMA_CONFIG, else "
                         "$XDG_CONFIG_HOME/slullama/config.toml)")},
+        {{QStringLiteral("admin")}, {},
+         QStringLiteral("keys add: the key may see every user's usage in the status")},
         {{QStringLiteral("dry-run")}, {},
          QStringLiteral("print the effective configuration and the rendered job script, then "
                         "exit")},
@@ -74,6 +76,8 @@ QStringList allowedOptions(Program program, Command command)
         return common
                + QStringList{QStringLiteral("port"), QStringLiteral("token"),
                              QStringLiteral("config")};
+    case Command::Keys:
+        return common + QStringList{QStringLiteral("config"), QStringLiteral("admin")};
     }
     return common;
 }
@@ -100,7 +104,8 @@ QString programName(Program program)
 
 std::optional<Command> commandFromName(const QString &name)
 {
-    for (Command c : {Command::Serve, Command::Connect, Command::Status, Command::Wake}) {
+    for (Command c :
+         {Command::Serve, Command::Connect, Command::Status, Command::Wake, Command::Keys}) {
         if (commandName(c) == name)
             return c;
     }
@@ -138,6 +143,8 @@ QString commandName(Command command)
         return QStringLiteral("status");
     case Command::Wake:
         return QStringLiteral("wake");
+    case Command::Keys:
+        return QStringLiteral("keys");
     case Command::None:
         break;
     }
@@ -176,7 +183,9 @@ QString helpText(Program program, Command command)
                               "[--local-port N]\n        [--config PATH] [-v]\n\n"
                               "Open the tunnel localhost:local_port -> headnode:server_port in "
                               "the foreground;\nCtrl+C closes it. Without user@headnode, "
-                              "[client] host is used.\n\nOptions:\n")
+                              "[client] host is used. Once open, the token\n(--token, "
+                              "SLULLAMA_TOKEN or [client] token) is checked with one status "
+                              "request.\n\nOptions:\n")
                + optionsHelp(program, command) + environment;
     case Command::Status:
     case Command::Wake: {
@@ -188,10 +197,23 @@ QString helpText(Program program, Command command)
                          : QStringLiteral("Ask the daemon to start its GPU job now and print "
                                           "its status JSON.\n"))
                + QStringLiteral("Without HOST: the daemon on this machine "
-                                "(127.0.0.1:server.port); with HOST:\nhttp://HOST:server_port. "
+                                "(127.0.0.1:server.port, server.token).\nWith HOST "
+                                "([user@]headnode, from a laptop): through an SSH tunnel to HOST,\n"
+                                "as `slullama connect` opens one ([client] settings), to "
+                                "127.0.0.1:server_port there,\nwith the [client] token. "
                                 "Exit status 1 when the daemon cannot be reached.\n\nOptions:\n")
                + optionsHelp(program, command) + environment;
     }
+    case Command::Keys:
+        return QStringLiteral(
+                   "Usage: slullama keys add NAME [--admin] [--config PATH]\n"
+                   "       slullama keys revoke NAME [--config PATH]\n"
+                   "       slullama keys list [--config PATH]\n\n"
+                   "Manage per-user API keys in the keys file ([server] keys_file, default "
+                   "keys.toml\nnext to the config file). `add` prints the new key once; only its "
+                   "SHA-256 is\nstored. A running daemon picks up changes within seconds; a "
+                   "revoked key gets 401.\n\nOptions:\n")
+               + optionsHelp(program, command) + environment;
     case Command::None:
     case Command::Serve:
         break;
@@ -203,7 +225,8 @@ QString helpText(Program program, Command command)
                "  serve     run the head-node daemon (same as slullama-daemon)\n"
                "  connect   open the laptop -> head node tunnel in the foreground\n"
                "  status    print the daemon's status JSON\n"
-               "  wake      start the GPU job now\n\n"
+               "  wake      start the GPU job now\n"
+               "  keys      add, revoke or list per-user API keys\n\n"
                "Options may come before or after the command; `slullama <command> --help` lists "
                "a\ncommand's options.\n\nOptions:\n")
            + optionsHelp(program, Command::None);
@@ -245,7 +268,7 @@ Result<Invocation> parseArguments(const QStringList &arguments, Program program)
         const auto c = commandFromName(positional.constFirst());
         if (!c)
             return makeError(QStringLiteral("unknown command \"") + positional.constFirst()
-                             + QStringLiteral("\": expected serve, connect, status or wake (")
+                             + QStringLiteral("\": expected serve, connect, status, wake or keys (")
                              + usageHint(program, Command::None) + u')');
         inv.command = *c;
         positional.removeFirst();
@@ -265,15 +288,33 @@ Result<Invocation> parseArguments(const QStringList &arguments, Program program)
     }
 
     const int maxPositional =
-        (inv.command == Command::Connect || inv.command == Command::Status
-         || inv.command == Command::Wake)
+        inv.command == Command::Keys ? 2
+        : (inv.command == Command::Connect || inv.command == Command::Status
+           || inv.command == Command::Wake)
             ? 1
             : 0;
     if (positional.size() > maxPositional)
         return makeError(QStringLiteral("unexpected argument \"") + positional.at(maxPositional)
                          + QStringLiteral("\" (") + usageHint(program, inv.command) + u')');
-    if (!positional.isEmpty())
+    if (inv.command == Command::Keys && !parser.isSet(QStringLiteral("help"))) {
+        const QString action = positional.value(0);
+        const bool needsName = action == u"add" || action == u"revoke";
+        if (!needsName && action != u"list")
+            return makeError(QStringLiteral("keys: expected add, revoke or list (")
+                             + usageHint(program, inv.command) + u')');
+        if (needsName != (positional.size() == 2))
+            return makeError(QStringLiteral("keys ") + action
+                             + (needsName ? QStringLiteral(" needs a NAME (")
+                                          : QStringLiteral(" takes no NAME ("))
+                             + usageHint(program, inv.command) + u')');
+        inv.keysArgs = positional;
+        inv.admin = parser.isSet(QStringLiteral("admin"));
+        if (inv.admin && action != u"add")
+            return makeError(QStringLiteral("--admin only goes with `keys add` (")
+                             + usageHint(program, inv.command) + u')');
+    } else if (!positional.isEmpty()) {
         inv.host = positional.constFirst();
+    }
 
     inv.help = parser.isSet(QStringLiteral("help"));
     inv.version = parser.isSet(QStringLiteral("version"));

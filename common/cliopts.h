@@ -15,7 +15,7 @@
 namespace slullama::cli {
 
 enum class Program { Slullama, Daemon };
-enum class Command { None, Serve, Connect, Status, Wake };
+enum class Command { None, Serve, Connect, Status, Wake, Keys };
 
 struct Invocation
 {
@@ -28,6 +28,8 @@ struct Invocation
     bool help = false;
     bool version = false;
     QString host;                     // connect: [user@]headnode; status/wake: HOST
+    QStringList keysArgs;             // keys: ACTION [NAME] (add|revoke|list)
+    bool admin = false;               // keys add --admin
 };
 
 // `arguments` as QCoreApplication::arguments() gives them (program name first). An error is a
@@ -52,7 +54,8 @@ std::optional<int> prepareServe(const Invocation &invocation, const Config &conf
 // The daemon `slullama status|wake [HOST]` talks to: with no HOST the one on this machine
 // (http://127.0.0.1:server.port, server.token), else http://HOST:client.server_port with
 // client.token ("user@" in HOST is dropped). A token is only taken from the other section when
-// the preferred one is empty.
+// the preferred one is empty. With HOST the CLI does not use the URL: it reaches
+// 127.0.0.1:client.server_port on HOST through an SSH tunnel (runRemoteApiCommand).
 struct Endpoint
 {
     QUrl url;

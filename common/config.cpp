@@ -114,6 +114,20 @@ QString checkBind(const QString &value)
     return {};
 }
 
+// server.async_header: "Name: token", e.g. "Prefer: respond-async"; empty turns it off.
+QString checkAsyncHeader(const QString &value)
+{
+    if (value.isEmpty())
+        return {};
+    static const QRegularExpression shape(
+        QStringLiteral("^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \\t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \\t]*$"));
+    if (!shape.match(value).hasMatch())
+        return QStringLiteral("expected \"Header-Name: token\" (e.g. \"Prefer: respond-async\") or "
+                              "\"\", got ")
+               + quoted(value);
+    return {};
+}
+
 QString portRangeText(bool allowZero)
 {
     return allowZero ? QStringLiteral("a port number 0..65535 (0 = the job picks a free port)")
@@ -311,11 +325,35 @@ const QList<SectionSpec> &sections()
              key("header_timeout", [](const toml::node &n, Config &c) {
                  return readNumber(n, &c.server.headerTimeout, Bound::Positive);
              }),
+             key("keepalive_timeout", [](const toml::node &n, Config &c) {
+                 return readNumber(n, &c.server.keepAliveTimeout, Bound::Positive);
+             }),
+             key("stall_timeout", [](const toml::node &n, Config &c) {
+                 return readNumber(n, &c.server.stallTimeout, Bound::Positive);
+             }),
              key("drain_timeout", [](const toml::node &n, Config &c) {
                  return readNumber(n, &c.server.drainTimeout, Bound::NonNegative);
              }),
              key("state_file", [](const toml::node &n, Config &c) {
                  return readString(n, &c.server.stateFile, checkSingleLine);
+             }),
+             key("keys_file", [](const toml::node &n, Config &c) {
+                 return readString(n, &c.server.keysFile, checkSingleLine);
+             }),
+             key("usage_file", [](const toml::node &n, Config &c) {
+                 return readString(n, &c.server.usageFile, checkSingleLine);
+             }),
+             key("cache_metadata", [](const toml::node &n, Config &c) {
+                 return readBool(n, &c.server.cacheMetadata);
+             }),
+             key("async_header", [](const toml::node &n, Config &c) {
+                 return readString(n, &c.server.asyncHeader, checkAsyncHeader);
+             }),
+             key("user_max_concurrent", [](const toml::node &n, Config &c) {
+                 return readInteger(n, &c.server.userMaxConcurrent, 0);
+             }),
+             key("user_requests_per_minute", [](const toml::node &n, Config &c) {
+                 return readInteger(n, &c.server.userRequestsPerMinute, 0);
              }),
          }},
         {"slurm",
@@ -741,6 +779,13 @@ Result<Config> applyEnvironment(Config config, const QProcessEnvironment &env)
                 envError(QStringLiteral("SLULLAMA_OLLAMA_PORT (ollama.port)"), port.error()));
         config.ollama.port = *port;
     }
+    // systemd's StateDirectory= (e.g. /var/lib/slullama): the state file belongs there, not in
+    // log_dir, when the configuration names none. The first entry if systemd lists several.
+    if (const auto v = get("STATE_DIRECTORY"); v && config.server.stateFile.isEmpty()) {
+        const QString dir = v->section(u':', 0, 0);
+        if (!dir.isEmpty())
+            config.server.stateFile = dir + QStringLiteral("/daemon-state.json");
+    }
     return config;
 }
 
@@ -838,8 +883,16 @@ QString describeConfig(const Config &c)
     line("max_body_bytes", QString::number(c.server.maxBodyBytes));
     line("max_connections", QString::number(c.server.maxConnections));
     line("header_timeout", tomlNumber(c.server.headerTimeout));
+    line("keepalive_timeout", tomlNumber(c.server.keepAliveTimeout));
+    line("stall_timeout", tomlNumber(c.server.stallTimeout));
     line("drain_timeout", tomlNumber(c.server.drainTimeout));
     line("state_file", tomlString(c.server.stateFile));
+    line("keys_file", tomlString(c.server.keysFile));
+    line("usage_file", tomlString(c.server.usageFile));
+    line("cache_metadata", c.server.cacheMetadata ? QStringLiteral("true") : QStringLiteral("false"));
+    line("async_header", tomlString(c.server.asyncHeader));
+    line("user_max_concurrent", QString::number(c.server.userMaxConcurrent));
+    line("user_requests_per_minute", QString::number(c.server.userRequestsPerMinute));
 
     out += QStringLiteral("\n[slurm]\n");
     line("partition", tomlString(c.slurm.partition));

@@ -27,8 +27,17 @@ struct ServerConfig
     qint64 maxBodyBytes = 256LL * 1024 * 1024;
     int maxConnections = 4096;
     double headerTimeout = 30;              // seconds to send a complete request head
+    double keepAliveTimeout = 75;           // seconds an idle client connection stays open
+    double stallTimeout = 120;              // seconds a client may send no announced body / read nothing
     double drainTimeout = 30;               // seconds streams may finish after SIGTERM
     QString stateFile;                      // empty = <log_dir>/daemon-state.json
+    // new: per-user keys, usage, limits, cold-start behaviour (docs/TEAM.md)
+    QString keysFile;                       // empty = keys.toml next to the config file
+    QString usageFile;                      // empty = usage.json next to the state file
+    bool cacheMetadata = true;              // answer /api/version, /api/tags from cache while asleep
+    QString asyncHeader = QStringLiteral("Prefer: respond-async"); // "Name: token"; empty = off
+    int userMaxConcurrent = 0;              // per key; 0 = no limit
+    int userRequestsPerMinute = 0;          // per key; 0 = no limit
 
     QString effectiveStateFile() const
     {

@@ -437,7 +437,13 @@ ParseResult<RequestHead> parseRequestHead(QByteArrayView data, const Limits &lim
 
         // absolute-form (RFC 9112 3.2.2) must be accepted; its path is what routes on.
         QByteArrayView pathAndQuery = target;
-        if (startsWithIgnoreCase(target, "http://") || startsWithIgnoreCase(target, "https://")) {
+        const bool absoluteForm
+            = startsWithIgnoreCase(target, "http://") || startsWithIgnoreCase(target, "https://");
+        // Anything but origin-form ("/..."), absolute-form, "*" or CONNECT's authority-form is
+        // not a request target (found by tests/fuzz/fuzz_requesthead: "GET ?x" routed as "/").
+        if (!absoluteForm && target.front() != '/' && target != "*" && method != "CONNECT")
+            return "invalid request target";
+        if (absoluteForm) {
             const qsizetype authority = target.indexOf("://") + 3;
             qsizetype slash = authority;
             while (slash < target.size() && target[slash] != '/' && target[slash] != '?')

@@ -43,7 +43,9 @@ void SshTunnel::start(const SshTunnelSettings &settings)
 {
     stop();
     // Writes to a vanished peer (local client or ProxyCommand) must be errors, not process death.
-    struct sigaction current{};
+    struct sigaction current
+    {
+    };
     if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL)
         std::signal(SIGPIPE, SIG_IGN);
     m_settings = settings;
@@ -51,16 +53,17 @@ void SshTunnel::start(const SshTunnelSettings &settings)
     const quint64 generation = ++m_generation;
     m_shared = std::make_shared<SshShared>();
     auto worker = std::make_unique<SshWorker>(this, generation, settings, m_shared);
-    m_threads.push_back({generation, std::thread([this, generation, w = std::move(worker)]() mutable {
-                             w->run();
-                             w.reset();
-                             QMetaObject::invokeMethod(
-                                 this, [this, generation] { onWorkerFinished(generation); },
-                                 Qt::QueuedConnection);
-                         })});
+    m_threads.push_back(
+        {generation, std::thread([this, generation, w = std::move(worker)]() mutable {
+             w->run();
+             w.reset();
+             QMetaObject::invokeMethod(
+                 this, [this, generation] { onWorkerFinished(generation); }, Qt::QueuedConnection);
+         })});
     m_statsTimer.start();
-    qCDebug(lcTunnel).noquote() << "starting tunnel 127.0.0.1:" << settings.localPort << "->"
-                                << remoteDescription();
+    qCDebug(lcTunnel).noquote() << QStringLiteral("starting tunnel 127.0.0.1:%1 -> %2")
+                                       .arg(settings.localPort)
+                                       .arg(remoteDescription());
 }
 
 void SshTunnel::stop()

@@ -45,7 +45,10 @@ qint64 readInteger(const QJsonObject &object, const char *key, qint64 fallback)
     if (!value.isDouble())
         return fallback;
     const double d = value.toDouble();
-    return std::isfinite(d) ? qint64(std::floor(d)) : fallback;
+    // Converting a double beyond qint64's range is undefined behaviour; any server on the port
+    // can send 1e300 (found by tests/fuzz/fuzz_status).
+    constexpr double kRange = 9.0e18;
+    return std::isfinite(d) && d > -kRange && d < kRange ? qint64(std::floor(d)) : fallback;
 }
 
 double readDouble(const QJsonObject &object, const char *key, double fallback)

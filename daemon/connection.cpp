@@ -1,6 +1,7 @@
 #include "connection.h"
 
 #include "config.h"
+#include "gateway.h"
 #include "logging.h"
 
 #include <QHostAddress>
@@ -45,6 +46,8 @@ ProxySettings ProxySettings::fromConfig(const ServerConfig &server)
     s.maxBodyBytes = server.maxBodyBytes;
     s.maxConnections = server.maxConnections;
     s.headerTimeoutMs = toMs(server.headerTimeout, s.headerTimeoutMs);
+    s.keepAliveTimeoutMs = toMs(server.keepAliveTimeout, s.keepAliveTimeoutMs);
+    s.stallTimeoutMs = toMs(server.stallTimeout, s.stallTimeoutMs);
     return s;
 }
 
@@ -227,6 +230,8 @@ void Connection::handleRequest(http::RequestHead head)
     m_retried = false;
     m_inExchange = true;
     ++m_shared->activeExchanges;
+    if (m_shared->gateway)
+        m_shared->gateway->begin(m_record, m_head);
     qCDebug(lcProxy) << m_clientAddress << m_head.method << m_head.path;
 
     m_framing = http::requestBodyFraming(m_head);
@@ -243,7 +248,11 @@ void Connection::handleRequest(http::RequestHead head)
         handleOwnRoute();
         return;
     }
-    if (!m_shared->auth.isAuthorized(m_head.headers.value("authorization"))) {
+    if (m_head.path == "/metrics" && m_shared->gateway) {
+        handleMetrics();
+        return;
+    }
+    if (!authorized()) {
         respondError(401, QStringLiteral("missing or invalid token"), skipRequestBody(),
                      "WWW-Authenticate: Bearer\r\n");
         return;
@@ -255,7 +264,44 @@ void Connection::handleRequest(http::RequestHead head)
                          .arg(m_shared->settings.maxBodyBytes));
         return;
     }
+    if (m_shared->gateway) {
+        if (const auto reply = m_shared->gateway->admit(m_record, m_head)) {
+            respond(reply->status, reply->body, skipRequestBody(), reply->headers);
+            return;
+        }
+    }
     startAcquire();
+}
+
+bool Connection::authorized()
+{
+    const QByteArray authorization = m_head.headers.value("authorization");
+    if (m_shared->gateway)
+        return m_shared->gateway->authenticate(m_record, authorization, m_shared->auth);
+    return m_shared->auth.isAuthorized(authorization);
+}
+
+QByteArray Connection::statusBody()
+{
+    QJsonObject status = m_shared->backend->status().toJson();
+    if (m_shared->gateway)
+        m_shared->gateway->addToStatus(status, m_record);
+    return QJsonDocument(status).toJson(QJsonDocument::Compact);
+}
+
+void Connection::handleMetrics()
+{
+    if (!authorized()) {
+        respondError(401, QStringLiteral("missing or invalid token"), skipRequestBody(),
+                     "WWW-Authenticate: Bearer\r\n");
+        return;
+    }
+    if (m_head.method != "GET" && m_head.method != "HEAD") {
+        respondError(405, QStringLiteral("use GET"), skipRequestBody(), "Allow: GET, HEAD\r\n");
+        return;
+    }
+    respond(200, m_shared->gateway->metricsText(), skipRequestBody(), {},
+            "text/plain; version=0.0.4; charset=utf-8");
 }
 
 void Connection::handleOwnRoute()
@@ -274,7 +320,7 @@ void Connection::handleOwnRoute()
         return;
     }
     // Admin routes follow the same rule as proxied requests.
-    if (!m_shared->auth.isAuthorized(m_head.headers.value("authorization"))) {
+    if (!authorized()) {
         respondError(401, QStringLiteral("missing or invalid token"), skipRequestBody(),
                      "WWW-Authenticate: Bearer\r\n");
         return;
@@ -289,9 +335,7 @@ void Connection::handleOwnRoute()
             respondError(405, QStringLiteral("use GET"), skipRequestBody(), "Allow: GET, HEAD\r\n");
             return;
         }
-        const QByteArray body
-            = QJsonDocument(m_shared->backend->status().toJson()).toJson(QJsonDocument::Compact);
-        respond(200, body, skipRequestBody());
+        respond(200, statusBody(), skipRequestBody());
         return;
     }
     // /slullama/wake
@@ -300,9 +344,9 @@ void Connection::handleOwnRoute()
         return;
     }
     m_shared->backend->wake();
-    const QByteArray body
-        = QJsonDocument(m_shared->backend->status().toJson()).toJson(QJsonDocument::Compact);
-    respond(202, body, skipRequestBody());
+    if (m_shared->gateway)
+        m_shared->gateway->noteWake(m_record);
+    respond(202, statusBody(), skipRequestBody());
 }
 
 void Connection::startAcquire()
@@ -325,6 +369,8 @@ void Connection::onAcquired(quint64 attempt, const AcquireResult &result)
     if (attempt != m_attempt || !m_ticketPending)
         return;
     m_ticketPending = false;
+    if (m_shared->gateway)
+        m_shared->gateway->acquired(m_record, result);
     if (m_state != State::Acquiring) {
         // Cannot happen while the backend honours cancel(); keep the accounting right anyway.
         if (result.ok)
@@ -356,6 +402,10 @@ void Connection::startRelay(const Upstream &upstream)
     request.maxBodyBytes = m_shared->settings.maxBodyBytes;
     request.stallTimeoutMs = m_shared->settings.stallTimeoutMs;
     request.pool = m_shared->pool;
+    if (m_shared->gateway) {
+        request.tap = &m_record;
+        request.extraResponseHeaders = m_shared->gateway->responseHeaders(m_record);
+    }
     m_relay = new UpstreamRelay(m_socket, &m_in, std::move(request), this);
     connect(m_relay, &UpstreamRelay::finished, this, &Connection::onRelayFinished);
     m_relay->start(upstream);
@@ -368,6 +418,7 @@ void Connection::onRelayFinished(UpstreamRelay::End end, const QString &detail)
     if (!relay)
         return;
     relay->deleteLater();
+    m_record.bytesIn += relay->requestBodyBytes();
     const bool closed = m_state == State::Closed;
     if (closed || end == UpstreamRelay::End::ClientGone) {
         qCDebug(lcProxy) << m_clientAddress << "client gone:" << detail;
@@ -439,14 +490,15 @@ bool Connection::skipRequestBody()
 }
 
 void Connection::respond(int status, const QByteArray &body, bool keepAlive,
-                         const QByteArray &extraHeaders)
+                         const QByteArray &extraHeaders, QByteArrayView contentType)
 {
     keepAlive = keepAlive && m_head.keepAlive() && !m_shared->draining && !m_closeAfterExchange
         && m_inExchange;
     QByteArray out;
     out.reserve(160 + extraHeaders.size() + body.size());
     out += "HTTP/1.1 " + QByteArray::number(status) + ' ' + http::reasonPhrase(status)
-        + "\r\nContent-Type: application/json\r\nContent-Length: " + QByteArray::number(body.size())
+        + "\r\nContent-Type: " + contentType.toByteArray()
+        + "\r\nContent-Length: " + QByteArray::number(body.size())
         + "\r\n";
     out += extraHeaders;
     if (!keepAlive)
@@ -454,6 +506,8 @@ void Connection::respond(int status, const QByteArray &body, bool keepAlive,
     out += "\r\n";
     if (m_head.method != "HEAD" || !m_inExchange)
         out += body;
+    m_record.status = status;
+    m_record.bytesOut += out.size();
     m_socket->write(out);
     endExchange(keepAlive);
 }
@@ -478,6 +532,8 @@ void Connection::endExchange(bool keepAlive)
     if (m_inExchange) {
         m_inExchange = false;
         --m_shared->activeExchanges;
+        if (m_shared->gateway)
+            m_shared->gateway->end(m_record);
         emit exchangeEnded();
     }
     if (m_state == State::Closed)
@@ -543,6 +599,8 @@ void Connection::markClosed()
     if (m_inExchange) {
         m_inExchange = false;
         --m_shared->activeExchanges;
+        if (m_shared->gateway)
+            m_shared->gateway->end(m_record);
         emit exchangeEnded();
     }
     emit closed(this);

@@ -7,6 +7,7 @@
 
 #include "auth.h"
 #include "backend.h"
+#include "exchangerecord.h"
 #include "httpparser.h"
 #include "upstreamrelay.h"
 
@@ -22,6 +23,7 @@ QT_END_NAMESPACE
 namespace slullama {
 
 struct ServerConfig;
+class Gateway;
 
 // Everything the HTTP side needs to know, in the units it uses.
 struct ProxySettings
@@ -47,6 +49,7 @@ struct ProxyShared
     Auth auth;
     Backend *backend = nullptr;
     UpstreamPool *pool = nullptr;
+    Gateway *gateway = nullptr; // keys, usage, limits, metrics (docs/TEAM.md); optional
     bool draining = false;
     int activeExchanges = 0;
 };
@@ -90,7 +93,11 @@ private:
     void startRelay(const Upstream &upstream);
     void onRelayFinished(UpstreamRelay::End end, const QString &detail);
     void respond(int status, const QByteArray &body, bool keepAlive,
-                 const QByteArray &extraHeaders = {});
+                 const QByteArray &extraHeaders = {},
+                 QByteArrayView contentType = "application/json");
+    bool authorized();
+    QByteArray statusBody();
+    void handleMetrics();
     void respondError(int status, const QString &message, bool keepAlive = false,
                       const QByteArray &extraHeaders = {});
     bool requestBodyPending() const;
@@ -122,6 +129,7 @@ private:
     quint64 m_attempt = 0;
     Upstream m_upstream;
     UpstreamRelay *m_relay = nullptr;
+    ExchangeRecord m_record; // for the gateway
     QBasicTimer m_timer;
 };
 

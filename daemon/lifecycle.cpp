@@ -6,6 +6,7 @@
 #include <QCoreApplication>
 #include <QDir>
 #include <QFileInfo>
+#include <QRandomGenerator>
 #include <QSaveFile>
 #include <QTimer>
 
@@ -59,8 +60,12 @@ QString endReasonOf(const JobInfo &info)
         return QStringLiteral("node failure (%1)").arg(detail);
     if (info.state == u"PREEMPTED")
         return QStringLiteral("preempted (%1)").arg(detail);
-    if (info.state == u"COMPLETED" || info.state == u"COMPLETING")
+    if (info.state == u"COMPLETED")
         return QStringLiteral("job script ended (%1)").arg(detail);
+    // Cancelled, timed out or finished: Slurm says which only once the job left COMPLETING
+    // (followEndState asks again).
+    if (info.state == u"COMPLETING")
+        return QStringLiteral("job ending in Slurm (%1)").arg(detail);
     if (info.state == u"FAILED" || info.state == u"OUT_OF_MEMORY")
         return QStringLiteral("job failed (%1, exit %2)").arg(detail, info.exitCode);
     return QStringLiteral("job ended (%1)").arg(detail);
@@ -115,7 +120,12 @@ void Lifecycle::setPhase(Phase phase, const QString &why)
 
 void Lifecycle::saveState()
 {
-    if (m_jobId.isEmpty()) {
+    // Without a job id only a submission in progress is worth keeping: sbatch may have made a
+    // job whose id a crash would lose.
+    // An sbatch still running for an abandoned boot counts too, until its job is cancelled.
+    const bool submitting = m_jobId.isEmpty() && !m_submitToken.isEmpty()
+        && (m_phase == Phase::Submitting || m_submitsInFlight > 0);
+    if (m_jobId.isEmpty() && !submitting) {
         clearState();
         return;
     }
@@ -123,8 +133,10 @@ void Lifecycle::saveState()
     state.jobId = m_jobId;
     state.node = m_node;
     state.since = m_jobSince;
-    state.phase = phaseText(m_phase);
+    state.phase = submitting ? phaseText(Phase::Submitting) : phaseText(m_phase);
     state.daemonPid = QCoreApplication::applicationPid();
+    state.jobName = m_recovering ? m_recoverJobName : m_config.slurm.jobName;
+    state.submitToken = m_submitToken;
     if (const VoidResult saved = m_store.save(state); !saved)
         qCWarning(lcLifecycle).noquote() << saved.error();
 }
@@ -193,24 +205,8 @@ void Lifecycle::reportUpstreamFailure(quint64 generation, const QString &reason)
         return;
     qCWarning(lcLifecycle).noquote()
         << "upstream failure:" << reason << "- checking job and tunnel";
-    if (!m_tunnel->isOpen()) {
-        onTunnelExited(m_tunnelSerial, QStringLiteral("tunnel not running"));
-        return;
-    }
     schedulePoll(0);
-    if (m_healthInFlight)
-        return;
-    m_healthInFlight = true;
-    const quint64 serial = m_tunnelSerial;
-    m_probe->check(QStringLiteral("127.0.0.1"), m_localPort, kHealthTimeoutMs, this,
-                   [this, serial](bool healthy, const QString &detail) {
-                       m_healthInFlight = false;
-                       if (healthy || serial != m_tunnelSerial || m_phase != Phase::Ready)
-                           return;
-                       // The model server does not answer through this tunnel: rebuild it; if
-                       // the server itself is gone the boot timeout ends the job.
-                       onTunnelExited(serial, QStringLiteral("health check failed: ") + detail);
-                   });
+    checkReadyHealth();
 }
 
 void Lifecycle::wake()
@@ -234,11 +230,17 @@ void Lifecycle::start()
         clearState();
         return;
     }
-    if (!loaded->has_value() || (*loaded)->jobId.isEmpty()) {
+    if (!loaded->has_value()) {
         clearState();
         return;
     }
     const SavedState saved = **loaded;
+    if (saved.jobId.isEmpty()) {
+        if (saved.phase == u"submitting" && !saved.jobName.isEmpty())
+            return recoverSubmission(saved);
+        clearState();
+        return;
+    }
     qCInfo(lcLifecycle).noquote() << "state file names job" << saved.jobId
                                   << "- adopting it if Slurm still has it";
     m_jobId = saved.jobId;
@@ -265,6 +267,10 @@ void Lifecycle::beginBoot()
     m_bootStartMs = m_clock->monotonicMs();
     m_rebuilding = false;
     m_readyAtMs = -1;
+    // setPhase() writes the state file with this token before sbatch runs; the job carries it in
+    // its comment, so a daemon killed meanwhile finds the job (see recoverSubmission()).
+    m_submitToken = QString::number(QRandomGenerator::system()->generate64(), 16);
+    m_jobSince = m_clock->currentDateTime();
     setPhase(Phase::Submitting,
              m_waiters.empty() ? QStringLiteral("wake") : QStringLiteral("request while sleeping"));
     m_clock->stopTimer(m_bootTimer);
@@ -286,27 +292,43 @@ void Lifecycle::beginBoot()
             false);
     const QString path = QDir(logDir).filePath(m_config.slurm.jobName + QStringLiteral("-job.sh"));
     QSaveFile file(path);
-    if (!file.open(QIODevice::WriteOnly) || file.write(script->toUtf8()) < 0 || !file.commit()) {
+    const QByteArray bytes = script->toUtf8();
+    // flush() before commit(): Qt 6.4's commit() reports success after a write that failed with
+    // ENOSPC and leaves an empty file, which sbatch then rejects with a misleading message.
+    if (!file.open(QIODevice::WriteOnly) || file.write(bytes) != bytes.size() || !file.flush()
+        || !file.commit()) {
         return failBoot(500,
                         QStringLiteral("cannot write the job script %1: %2 (is log_dir writable, "
                                        "is the disk full?)")
                             .arg(path, file.errorString()),
                         false);
     }
-    m_slurm.submit(path, this, [this](const SlurmOutcome &outcome, const QString &jobId) {
-        onSubmitted(outcome, jobId);
-    });
+    ++m_submitsInFlight;
+    m_slurm.submit(
+        path, this,
+        [this](const SlurmOutcome &outcome, const QString &jobId) { onSubmitted(outcome, jobId); },
+        QStringLiteral("slullama_submit=") + m_submitToken);
 }
 
 void Lifecycle::onSubmitted(const SlurmOutcome &outcome, const QString &jobId)
 {
+    m_submitsInFlight = std::max(0, m_submitsInFlight - 1);
     if (m_phase != Phase::Submitting) {
         // The boot was abandoned (boot timeout) while sbatch ran: never leave its job behind.
-        if (outcome.ok() && !jobId.isEmpty()) {
-            qCWarning(lcLifecycle).noquote()
-                << "cancelling job" << jobId << "submitted for an abandoned boot";
-            m_slurm.cancel(jobId, this, [](const SlurmOutcome &) {});
-        }
+        // The state file names the submission until the job is gone, for a restart meanwhile.
+        if (!outcome.ok() || jobId.isEmpty())
+            return saveState();
+        qCWarning(lcLifecycle).noquote()
+            << "cancelling job" << jobId << "submitted for an abandoned boot";
+        m_slurm.cancel(jobId, this, [this, jobId](const SlurmOutcome &cancelled) {
+            if (!cancelled.ok()) {
+                qCWarning(lcSlurm).noquote()
+                    << "cannot cancel job" << jobId << "of an abandoned boot:" << cancelled.message
+                    << "- the state file keeps it for the next start";
+                return;
+            }
+            saveState();
+        });
         return;
     }
     if (!outcome.ok()) {
@@ -367,11 +389,21 @@ void Lifecycle::onJobInfo(const SlurmOutcome &outcome, const JobInfo &info)
     const QString previousReason = m_jobInfo.reason;
     m_jobInfo = info;
     m_jobInfoAtMs = m_clock->monotonicMs();
-    if (info.hasEnded())
-        return jobEnded(endReasonOf(info));
+    if (info.hasEnded()) {
+        const QString jobId = m_jobId;
+        jobEnded(endReasonOf(info));
+        if (info.exists && info.state == u"COMPLETING")
+            followEndState(jobId, 0);
+        return;
+    }
     if (m_phase == Phase::Queued && info.isRunning())
         onJobRunning(info);
-    else if (m_phase == Phase::Ready)
+    else if (m_phase == Phase::Starting && m_remotePort == 0 && info.isRunning()) {
+        if (resolveRemotePort(info))
+            openTunnel();
+    } else if (m_phase == Phase::Starting && m_confirmPending && info.isRunning()) {
+        return becomeReady(); // it schedules the next poll
+    } else if (m_phase == Phase::Ready)
         maybeExtend();
     if (previousState != info.state || previousReason != info.reason) {
         qCInfo(lcSlurm).noquote() << "job" << m_jobId << info.state
@@ -390,8 +422,29 @@ void Lifecycle::onJobRunning(const JobInfo &info)
         return; // not placed yet as far as scontrol says; the next poll will know
     m_node = node;
     m_tunnelAttempts = 0;
+    m_remotePort = 0;
+    m_confirmPending = false;
     setPhase(Phase::Starting, QStringLiteral("job %1 running on %2").arg(m_jobId, node));
+    if (!resolveRemotePort(info)) {
+        qCInfo(lcLifecycle).noquote()
+            << "waiting for job" << m_jobId << "to report its port (ollama.port = 0)";
+        return; // the polls go on; onJobInfo() opens the tunnel once the comment is there
+    }
     openTunnel();
+}
+
+bool Lifecycle::resolveRemotePort(const JobInfo &info)
+{
+    if (m_config.ollama.port != 0) {
+        m_remotePort = m_config.ollama.port;
+        return true;
+    }
+    const auto reported = slurm::reportedPort(info.comment);
+    if (!reported)
+        return false;
+    m_remotePort = *reported;
+    qCInfo(lcLifecycle).noquote() << "job" << m_jobId << "reported port" << m_remotePort;
+    return true;
 }
 
 void Lifecycle::openTunnel()
@@ -400,7 +453,7 @@ void Lifecycle::openTunnel()
     const quint64 serial = ++m_tunnelSerial;
     QString error;
     const quint16 port = m_tunnel->open(
-        m_node, m_config.ollama.port,
+        m_node, m_remotePort,
         [this, serial](const QString &reason) { onTunnelExited(serial, reason); }, &error);
     if (port == 0) {
         // Report like an exit, but from the event loop so retries cannot recurse.
@@ -412,10 +465,9 @@ void Lifecycle::openTunnel()
         return;
     }
     m_localPort = port;
-    qCInfo(lcNodeTunnel).noquote() << QStringLiteral("tunnel 127.0.0.1:%1 -> %2:%3")
-                                          .arg(port)
-                                          .arg(m_node)
-                                          .arg(m_config.ollama.port);
+    m_tunnelOpenedMs = m_clock->monotonicMs();
+    qCInfo(lcNodeTunnel).noquote()
+        << QStringLiteral("tunnel 127.0.0.1:%1 -> %2:%3").arg(port).arg(m_node).arg(m_remotePort);
     emit statusChanged();
     scheduleHealth(kHealthIntervalMs);
 }
@@ -428,8 +480,11 @@ void Lifecycle::onTunnelExited(quint64 tunnelSerial, const QString &reason)
     m_localPort = 0;
     m_tunnel->close();
     ++m_tunnelSerial; // late health answers and exits of this tunnel are stale now
+    m_tunnelOpenedMs = -1;
     m_clock->stopTimer(m_healthTimer);
     m_healthTimer = 0;
+    m_clock->stopTimer(m_readyHealthTimer);
+    m_readyHealthTimer = 0;
     if (m_phase == Phase::Ready) {
         qCWarning(lcNodeTunnel).noquote()
             << "tunnel to" << m_node << "lost:" << reason << "- rebuilding";
@@ -486,17 +541,29 @@ void Lifecycle::checkHealth()
         return scheduleHealth(kHealthIntervalMs);
     m_healthInFlight = true;
     const quint64 serial = m_tunnelSerial;
-    m_probe->check(QStringLiteral("127.0.0.1"), m_localPort, kHealthTimeoutMs, this,
-                   [this, serial](bool healthy, const QString &detail) {
-                       m_healthInFlight = false;
-                       if (serial != m_tunnelSerial || m_phase != Phase::Starting)
-                           return;
-                       if (healthy)
-                           return becomeReady();
-                       qCDebug(lcLifecycle).noquote()
-                           << "model server not answering yet:" << detail;
-                       scheduleHealth(kHealthIntervalMs);
-                   });
+    m_probe->check(
+        QStringLiteral("127.0.0.1"), m_localPort, kHealthTimeoutMs, this,
+        [this, serial](bool healthy, const QString &detail) {
+            m_healthInFlight = false;
+            if (serial != m_tunnelSerial || m_phase != Phase::Starting)
+                return;
+            if (healthy) {
+                if (m_rebuilding)
+                    return becomeReady(); // the job was running a moment ago
+                // Something answers; make sure it is our job that is still running
+                // (not a stranger on a port our model server failed to bind).
+                m_confirmPending = true;
+                return pollJob();
+            }
+            const qint64 since = m_clock->monotonicMs() - m_tunnelOpenedMs;
+            if (m_rebuilding && m_tunnelOpenedMs >= 0 && m_tunnel->isOpen()
+                && since >= kServerLostAfterMs) {
+                return replaceJob(QStringLiteral("model server on %1 stopped answering (%2)")
+                                      .arg(m_node, detail));
+            }
+            qCDebug(lcLifecycle).noquote() << "model server not answering yet:" << detail;
+            scheduleHealth(kHealthIntervalMs);
+        });
 }
 
 void Lifecycle::becomeReady()
@@ -507,6 +574,7 @@ void Lifecycle::becomeReady()
     m_clock->stopTimer(m_healthTimer);
     m_healthTimer = 0;
     ++m_generation;
+    m_confirmPending = false;
     if (!m_rebuilding) {
         if (m_bootStartMs >= 0)
             m_lastBootSeconds = double(now - m_bootStartMs) / 1000.0;
@@ -519,6 +587,7 @@ void Lifecycle::becomeReady()
     setPhase(Phase::Ready, QStringLiteral("model server answers on 127.0.0.1:%1").arg(m_localPort));
     serveWaiters();
     schedulePoll(std::max(kReadyPollMinMs, pollIntervalMs()));
+    scheduleReadyHealth(kReadyHealthIntervalMs);
     maybeExtend();
     rearmIdleTimer();
 }
@@ -555,6 +624,17 @@ void Lifecycle::onBootTimeout()
 {
     if (m_phase != Phase::Submitting && m_phase != Phase::Queued && m_phase != Phase::Starting)
         return;
+    if (m_recovering) {
+        // Giving up here could orphan the job sbatch may have made: answer the waiters, keep
+        // looking for it.
+        failWaiters(504,
+                    QStringLiteral("the model server was not ready within boot_timeout (%1 s): "
+                                   "still finding the job of an interrupted submission (%2)")
+                        .arg(m_config.server.bootTimeout)
+                        .arg(m_lastError.isEmpty() ? QStringLiteral("no answer from Slurm yet")
+                                                   : m_lastError));
+        return;
+    }
     QString where = phaseText(m_phase);
     if (!m_jobId.isEmpty()) {
         where += QStringLiteral(", job %1").arg(m_jobId);
@@ -563,6 +643,10 @@ void Lifecycle::onBootTimeout()
         if (m_jobInfo.isPending() && !m_jobInfo.reason.isEmpty())
             where += QStringLiteral(", Slurm's reason: %1").arg(m_jobInfo.reason);
     }
+    if (m_phase == Phase::Starting && m_remotePort == 0)
+        where += QStringLiteral(", the job has not reported its port (ollama.port = 0 needs the "
+                                "job to set its comment to slullama_port=N, as the built-in "
+                                "template does)");
     if (m_phase == Phase::Starting && !m_lastTunnelError.isEmpty())
         where += QStringLiteral(", last tunnel error: %1").arg(m_lastTunnelError);
     failBoot(504,
@@ -606,6 +690,7 @@ void Lifecycle::jobEnded(const QString &reason)
     m_rebuilding = false;
     m_readyAtMs = -1;
     const QString jobId = m_jobId;
+    m_lastEndedJobId = jobId;
     m_jobId.clear();
     m_node.clear();
     if (!wasReady) {
@@ -618,6 +703,30 @@ void Lifecycle::jobEnded(const QString &reason)
     // Requests that were waiting for a tunnel rebuild of a job that then ended get a fresh boot.
     if (!m_waiters.empty() && !m_shuttingDown)
         beginBoot();
+}
+
+// A job seen COMPLETING is gone for us at once (its model server is being killed), but Slurm
+// tells how it ended (an outside scancel, the time limit, the script) only after COMPLETING:
+// ask a few more times so status.last_end_reason can say, holding nothing up meanwhile.
+void Lifecycle::followEndState(const QString &jobId, int attempt)
+{
+    constexpr int kAttempts = 20;
+    constexpr qint64 kIntervalMs = 500;
+    m_slurm.showJob(
+        jobId, this, [this, jobId, attempt](const SlurmOutcome &outcome, const JobInfo &info) {
+            if (jobId != m_lastEndedJobId || jobId == m_jobId)
+                return; // a later end (or a new job) is what status describes now
+            if (outcome.ok() && info.exists && info.state != u"COMPLETING") {
+                m_lastEndReason = endReasonOf(info);
+                qCInfo(lcLifecycle).noquote() << "job" << jobId << "ended:" << m_lastEndReason;
+                emit statusChanged();
+                return;
+            }
+            if (attempt + 1 >= kAttempts || (outcome.ok() && !info.exists))
+                return;
+            m_clock->startTimer(kIntervalMs, this,
+                                [this, jobId, attempt]() { followEndState(jobId, attempt + 1); });
+        });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -721,6 +830,7 @@ void Lifecycle::sendCancel()
 void Lifecycle::finishStopping()
 {
     m_lastEndReason = m_stopReason;
+    m_lastEndedJobId.clear();
     m_jobId.clear();
     m_node.clear();
     m_jobInfo = JobInfo {};
@@ -784,8 +894,8 @@ void Lifecycle::maybeExtend()
 
 void Lifecycle::stopAllTimers()
 {
-    for (Clock::TimerId *id :
-         {&m_pollTimer, &m_healthTimer, &m_bootTimer, &m_idleTimer, &m_retryTimer}) {
+    for (Clock::TimerId *id : {&m_pollTimer, &m_healthTimer, &m_bootTimer, &m_idleTimer,
+                               &m_retryTimer, &m_readyHealthTimer}) {
         m_clock->stopTimer(*id);
         *id = 0;
     }
@@ -797,6 +907,170 @@ void Lifecycle::stopBootTimers()
         m_clock->stopTimer(*id);
         *id = 0;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health while Ready
+
+void Lifecycle::scheduleReadyHealth(qint64 ms)
+{
+    m_clock->stopTimer(m_readyHealthTimer);
+    m_readyHealthTimer = m_clock->startTimer(ms, this, [this]() {
+        m_readyHealthTimer = 0;
+        checkReadyHealth();
+    });
+}
+
+void Lifecycle::checkReadyHealth()
+{
+    if (m_phase != Phase::Ready)
+        return;
+    if (!m_tunnel->isOpen() || m_localPort == 0)
+        return onTunnelExited(m_tunnelSerial, QStringLiteral("tunnel not running"));
+    if (m_healthInFlight)
+        return; // its answer schedules the next check
+    m_healthInFlight = true;
+    const quint64 serial = m_tunnelSerial;
+    m_probe->check(QStringLiteral("127.0.0.1"), m_localPort, kHealthTimeoutMs, this,
+                   [this, serial](bool healthy, const QString &detail) {
+                       m_healthInFlight = false;
+                       if (serial != m_tunnelSerial || m_phase != Phase::Ready)
+                           return;
+                       if (healthy)
+                           return scheduleReadyHealth(kReadyHealthIntervalMs);
+                       // A dead tunnel and a dead server look alike from here: rebuild the
+                       // tunnel; if the server still does not answer through the new one,
+                       // checkHealth() replaces the job.
+                       qCWarning(lcLifecycle).noquote()
+                           << "model server on" << m_node << "did not answer:" << detail;
+                       onTunnelExited(serial, QStringLiteral("health check failed: ") + detail);
+                   });
+}
+
+void Lifecycle::replaceJob(const QString &reason)
+{
+    qCWarning(lcLifecycle).noquote()
+        << reason << "- cancelling job" << m_jobId
+        << (m_waiters.empty() ? QStringLiteral("(the next request starts a fresh one)")
+                              : QStringLiteral("and starting a fresh one for %1 waiting requests")
+                                    .arg(m_waiters.size()));
+    m_lastError = reason;
+    beginStopping(reason);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovering a submission interrupted by a crash
+
+void Lifecycle::recoverSubmission(const SavedState &saved)
+{
+    qCWarning(lcLifecycle).noquote()
+        << "the previous daemon was stopped while submitting a job: looking for jobs named"
+        << saved.jobName << "before submitting another";
+    m_recovering = true;
+    m_recoverAttempts = 0;
+    m_recoverJobName = saved.jobName;
+    m_submitToken = saved.submitToken;
+    m_jobSince = saved.since.isValid() ? saved.since : m_clock->currentDateTime();
+    m_bootStartMs = m_clock->monotonicMs();
+    m_bootTimer = m_clock->startTimer(qint64(m_config.server.bootTimeout * 1000), this, [this]() {
+        m_bootTimer = 0;
+        onBootTimeout();
+    });
+    setPhase(Phase::Submitting, QStringLiteral("finding the job of an interrupted submission"));
+    listForRecovery();
+}
+
+void Lifecycle::listForRecovery()
+{
+    ++m_recoverAttempts;
+    m_slurm.listJobs(m_recoverJobName, this,
+                     [this](const SlurmOutcome &outcome, const QList<JobSummary> &jobs) {
+                         onRecoveryList(outcome, jobs);
+                     });
+}
+
+void Lifecycle::onRecoveryList(const SlurmOutcome &outcome, const QList<JobSummary> &jobs)
+{
+    if (!m_recovering || m_phase != Phase::Submitting)
+        return;
+    if (!outcome.ok()) {
+        qCWarning(lcSlurm).noquote() << "cannot list jobs named" << m_recoverJobName << "(attempt"
+                                     << m_recoverAttempts << "):" << outcome.message;
+        m_lastError = outcome.message;
+        // Submitting another job now could make two: requests get Slurm's error meanwhile.
+        failWaiters(httpStatusFor(outcome), outcome.message);
+        if (m_shuttingDown && m_recoverAttempts >= kShutdownCancelAttempts) {
+            qCWarning(lcLifecycle).noquote()
+                << "giving up at shutdown; the state file keeps the interrupted submission";
+            m_shutdownDone = true;
+            stopAllTimers();
+            QTimer::singleShot(0, this, &Lifecycle::shutdownFinished);
+            return;
+        }
+        const qint64 backoff = std::min(kRecoverRetryMaxMs,
+                                        kCancelRetryBaseMs << std::min(m_recoverAttempts - 1, 10));
+        m_clock->stopTimer(m_retryTimer);
+        m_retryTimer = m_clock->startTimer(backoff, this, [this]() {
+            m_retryTimer = 0;
+            if (m_recovering && m_phase == Phase::Submitting)
+                listForRecovery();
+        });
+        emit statusChanged();
+        return;
+    }
+    m_recovering = false;
+    // Every live job of this user with our job name is ours (one daemon per user and job name):
+    // keep the one carrying our token (else the newest), cancel the others.
+    const QString mark = QStringLiteral("slullama_submit=") + m_submitToken;
+    const JobSummary *keep = nullptr;
+    for (const JobSummary &job : jobs) {
+        if (!m_submitToken.isEmpty() && job.comment.contains(mark)) {
+            keep = &job;
+            break;
+        }
+    }
+    const auto number
+        = [](const JobSummary &job) { return job.id.section(u'_', 0, 0).toLongLong(); };
+    for (const JobSummary &job : jobs) {
+        if (!keep)
+            keep = &job;
+        else if (!keep->comment.contains(mark) && number(job) > number(*keep))
+            keep = &job;
+    }
+    for (const JobSummary &job : jobs) {
+        if (keep && job.id == keep->id)
+            continue;
+        qCWarning(lcSlurm).noquote() << "cancelling job" << job.id << "(" << job.state
+                                     << "), a second job named" << m_recoverJobName;
+        m_slurm.cancel(job.id, this, [](const SlurmOutcome &) {});
+    }
+    m_submitToken.clear();
+    if (!keep) {
+        qCInfo(lcLifecycle).noquote() << "the interrupted submission left no job";
+        stopBootTimers();
+        m_bootStartMs = -1;
+        if (m_shuttingDown) {
+            m_stopReason = QStringLiteral("shutdown");
+            return finishStopping();
+        }
+        setPhase(Phase::Sleeping, QStringLiteral("no job of the interrupted submission"));
+        if (!m_waiters.empty())
+            beginBoot();
+        return;
+    }
+    qCInfo(lcLifecycle).noquote() << "adopting job" << keep->id << "(" << keep->state
+                                  << ") of the interrupted submission";
+    m_jobId = keep->id;
+    m_node.clear();
+    m_jobInfo = JobInfo {};
+    m_jobInfo.id = m_jobId;
+    m_jobInfo.state = keep->state;
+    m_jobInfoAtMs = m_clock->monotonicMs();
+    m_readyAtMs = -1;
+    if (m_shuttingDown)
+        return beginStopping(QStringLiteral("shutdown"));
+    setPhase(Phase::Queued, QStringLiteral("adopting job %1").arg(m_jobId));
+    pollJob();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -816,7 +1090,7 @@ void Lifecycle::shutdown()
         QTimer::singleShot(0, this, &Lifecycle::shutdownFinished);
         return;
     case Phase::Submitting:
-        return; // onSubmitted cancels the job sbatch returns
+        return; // onSubmitted / onRecoveryList cancel the job Slurm has
     case Phase::Queued:
     case Phase::Starting:
     case Phase::Ready:

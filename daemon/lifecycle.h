@@ -63,6 +63,12 @@ public:
     static constexpr qint64 kReadyPollMinMs = 5000; // job poll while Starting/Ready
     static constexpr qint64 kExtendMinIntervalMs = 60000;
     static constexpr int kTunnelAttemptsPerBoot = 5;
+    // While Ready the model server is probed this often (and at once on an upstream failure); a
+    // failed probe rebuilds the tunnel, and a server that still does not answer through the new
+    // tunnel for kServerLostAfterMs gets its job cancelled and replaced.
+    static constexpr qint64 kReadyHealthIntervalMs = 5000;
+    static constexpr qint64 kServerLostAfterMs = 8000;
+    static constexpr qint64 kRecoverRetryMaxMs = 10000;
 
 signals:
     void phaseChanged(slullama::Phase phase);
@@ -94,6 +100,7 @@ private:
     void becomeReady();
     void onBootTimeout();
     void jobEnded(const QString &reason);
+    void followEndState(const QString &jobId, int attempt);
     void failBoot(int httpStatus, const QString &message, bool cancelJob);
     void failWaiters(int httpStatus, const QString &message);
     void serveWaiters();
@@ -103,6 +110,18 @@ private:
     void rearmIdleTimer();
     void onIdleTimer();
     void maybeExtend();
+
+    // Restart safety for a daemon killed while sbatch ran: the state file names the job name and
+    // the submit token (sbatch --comment) but no job id yet.
+    void recoverSubmission(const SavedState &saved);
+    void listForRecovery();
+    void onRecoveryList(const SlurmOutcome &outcome, const QList<JobSummary> &jobs);
+    // ollama.port = 0: the port the running job reported in its comment; false while unknown.
+    bool resolveRemotePort(const JobInfo &info);
+    // Health while Ready, and replacing a job whose model server stopped answering.
+    void scheduleReadyHealth(qint64 ms);
+    void checkReadyHealth();
+    void replaceJob(const QString &reason);
     void stopBootTimers();
     void stopAllTimers();
     qint64 pollIntervalMs() const;
@@ -140,6 +159,18 @@ private:
     qint64 m_bootStartMs = -1;
     bool m_rebuilding = false;
     QString m_lastTunnelError;
+    quint16 m_remotePort = 0; // the model server's port on the node (reported, with port = 0)
+    qint64 m_tunnelOpenedMs = -1;
+    // Health passed: the next job poll must still see the job RUNNING before requests go there
+    // (a job whose model server failed to bind a port held by someone else ends at once).
+    bool m_confirmPending = false;
+
+    // Submission and its recovery after a crash.
+    QString m_submitToken;
+    int m_submitsInFlight = 0;
+    QString m_recoverJobName;
+    bool m_recovering = false;
+    int m_recoverAttempts = 0;
 
     // Stopping.
     QString m_stopReason;
@@ -152,6 +183,7 @@ private:
     Clock::TimerId m_bootTimer = 0;
     Clock::TimerId m_idleTimer = 0;
     Clock::TimerId m_retryTimer = 0;
+    Clock::TimerId m_readyHealthTimer = 0;
 
     // Activity and keep-alive.
     qint64 m_startedMs = 0;
@@ -164,6 +196,7 @@ private:
     // Status.
     QString m_lastError;
     QString m_lastEndReason;
+    QString m_lastEndedJobId; // whose end m_lastEndReason describes (followEndState)
     QDateTime m_lastBootAt;
     double m_lastBootSeconds = -1;
 

@@ -4,6 +4,11 @@
 #include <QProcess>
 #include <QTimer>
 
+#ifdef Q_OS_LINUX
+#include <csignal>
+#include <sys/prctl.h>
+#endif
+
 namespace slullama {
 
 QString describeCommand(const QString &program, const QStringList &arguments)
@@ -74,6 +79,11 @@ public:
         process->setProgram(program);
         process->setArguments(arguments);
         process->setProcessChannelMode(QProcess::SeparateChannels);
+#ifdef Q_OS_LINUX
+        // An sbatch that outlives a daemon killed with SIGKILL could submit a job after the
+        // restarted daemon looked for it; a command dies with the daemon instead.
+        process->setChildProcessModifier([]() { ::prctl(PR_SET_PDEATHSIG, SIGKILL); });
+#endif
         timer->start(std::max(1, timeoutMs));
         process->start(QIODevice::ReadOnly);
     }

@@ -103,8 +103,9 @@ void ProxyServer::accept(qintptr socketDescriptor)
         ::close(int(socketDescriptor));
         return;
     }
-    if (m_connections.size() >= m_shared.settings.maxConnections) {
-        // Answer without allocating anything; the socket is non-blocking and the reply small.
+    if (m_connections.size() >= m_shared.settings.maxConnections && !evictIdleConnection()) {
+        // Every slot has work. Answer without allocating anything; the socket is non-blocking and
+        // the reply small.
         static const char reply[]
             = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
               "Content-Length: 33\r\nConnection: close\r\n\r\n{\"error\":\"too many "
@@ -122,16 +123,41 @@ void ProxyServer::accept(qintptr socketDescriptor)
         return;
     }
     m_connections.insert(connection);
+    m_acceptOrder.insert(connection, ++m_accepted);
     connect(connection, &Connection::closed, this, &ProxyServer::onConnectionClosed);
 }
 
 void ProxyServer::onConnectionClosed(Connection *connection)
 {
+    m_acceptOrder.remove(connection);
     if (!m_connections.remove(connection))
         return;
     connection->deleteLater();
     if (m_stopping && m_connections.isEmpty())
         emit drained();
+}
+
+bool ProxyServer::evictIdleConnection()
+{
+    // At the limit, a connection with nothing received (since accept, or since its last answer)
+    // holds a slot without work: 10,000 idle sockets must not lock everyone else out. HTTP lets a
+    // server close an idle connection at any time, so the longest-held one makes room; only when
+    // every slot has work is the newcomer refused.
+    Connection *victim = nullptr;
+    quint64 victimOrder = 0;
+    for (auto it = m_acceptOrder.cbegin(); it != m_acceptOrder.cend(); ++it) {
+        if (it.key()->isIdle() && !it.key()->inExchange()
+            && (!victim || it.value() < victimOrder)) {
+            victim = it.key();
+            victimOrder = it.value();
+        }
+    }
+    if (!victim)
+        return false;
+    qCDebug(lcProxy) << "connection limit of" << m_shared.settings.maxConnections
+                     << "reached: closing the longest-held idle connection";
+    victim->abort(); // → closed() → onConnectionClosed() frees the slot now
+    return m_connections.size() < m_shared.settings.maxConnections;
 }
 
 void ProxyServer::stopAccepting()

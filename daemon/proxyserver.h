@@ -6,6 +6,7 @@
 #include "connection.h"
 #include "result.h"
 
+#include <QHash>
 #include <QHostAddress>
 #include <QObject>
 #include <QSet>
@@ -33,6 +34,8 @@ public:
     int connectionCount() const { return int(m_connections.size()); }
     int activeExchangeCount() const { return m_shared.activeExchanges; }
     const ProxySettings &settings() const { return m_shared.settings; }
+    // Keys, usage, limits, metrics (docs/TEAM.md). Must outlive the server.
+    void setGateway(Gateway *gateway) { m_shared.gateway = gateway; }
 
     // Stop accepting; close idle connections now and the others after their current exchange.
     // drained() is emitted when the last connection has gone.
@@ -47,10 +50,13 @@ private:
     class Listener;
     void accept(qintptr socketDescriptor);
     void onConnectionClosed(Connection *connection);
+    bool evictIdleConnection();
 
     ProxyShared m_shared;
     Listener *m_listener = nullptr;
     QSet<Connection *> m_connections;
+    QHash<Connection *, quint64> m_acceptOrder; // for evicting the longest-held idle connection
+    quint64 m_accepted = 0;
     bool m_stopping = false;
 };
 

@@ -4,6 +4,8 @@
 
 #include <QRegularExpression>
 
+#include <algorithm>
+
 namespace slullama {
 
 namespace {
@@ -50,11 +52,22 @@ QString trimmedText(const QByteArray &data)
 
 } // namespace
 
+// The node goes to ssh as its destination argument: it must be a host name, never something
+// ssh would take for an option ("-oProxyCommand=...") or several words. Slurm's node names
+// always pass; garbled output gives no node (found by tests/fuzz/fuzz_slurm).
+static bool isHostName(const QString &name)
+{
+    const auto plain = [](QChar c) { return c.unicode() < 128 && c.isLetterOrNumber(); };
+    if (name.isEmpty() || !plain(name.front()))
+        return false;
+    return std::all_of(name.cbegin(), name.cend(),
+                       [&](QChar c) { return plain(c) || c == u'.' || c == u'-' || c == u'_'; });
+}
+
 QString JobInfo::node() const
 {
-    if (!isUnset(batchHost))
-        return batchHost;
-    return firstHost(nodeList);
+    const QString host = isUnset(batchHost) ? firstHost(nodeList) : batchHost;
+    return isHostName(host) ? host : QString();
 }
 
 bool JobInfo::isPending() const
@@ -172,8 +185,10 @@ Result<JobInfo> parseShowJob(const QByteArray &stdoutData)
 std::optional<qint64> parseDuration(const QString &textIn)
 {
     const QString text = textIn.trimmed();
+    // At most 9 digits a field: longer numbers would overflow qint64 below (found by
+    // tests/fuzz/fuzz_slurm); Slurm's own durations are far shorter.
     static const QRegularExpression pattern(
-        QStringLiteral("^(?:(\\d+)-)?(\\d+)(?::(\\d+))?(?::(\\d+))?$"));
+        QStringLiteral("^(?:(\\d{1,9})-)?(\\d{1,9})(?::(\\d{1,9}))?(?::(\\d{1,9}))?$"));
     const auto m = pattern.match(text);
     if (!m.hasMatch())
         return std::nullopt;
@@ -219,6 +234,41 @@ QString formatDuration(qint64 seconds)
     return hms;
 }
 
+QList<JobSummary> parseSqueueJobs(const QByteArray &stdoutData)
+{
+    static const QRegularExpression jobId(QStringLiteral("^\\d+(_\\d+)?$"));
+    QList<JobSummary> jobs;
+    const QStringList lines = QString::fromLocal8Bit(stdoutData).split(u'\n', Qt::SkipEmptyParts);
+    for (const QString &raw : lines) {
+        const QString line = raw.trimmed();
+        const qsizetype first = line.indexOf(u'|');
+        const qsizetype second = first < 0 ? -1 : line.indexOf(u'|', first + 1);
+        if (second < 0)
+            continue;
+        JobSummary job;
+        job.id = line.left(first);
+        job.state = line.mid(first + 1, second - first - 1);
+        job.comment = line.mid(second + 1); // free text: may itself contain '|'
+        if (!jobId.match(job.id).hasMatch() || job.state.isEmpty())
+            continue;
+        jobs.append(job);
+    }
+    return jobs;
+}
+
+std::optional<quint16> reportedPort(const QString &comment)
+{
+    static const QRegularExpression pattern(
+        QStringLiteral("(?:^|[\\s,;])slullama_port=(\\d{1,5})\\b"));
+    const auto m = pattern.match(comment);
+    if (!m.hasMatch())
+        return std::nullopt;
+    const int port = m.captured(1).toInt();
+    if (port < 1 || port > 65535)
+        return std::nullopt;
+    return quint16(port);
+}
+
 bool isInvalidJobId(const QByteArray &stderrData)
 {
     return stderrData.contains("Invalid job id specified");
@@ -228,6 +278,13 @@ bool isPermissionDenied(const QByteArray &stderrData)
 {
     return stderrData.contains("Access/permission denied") || stderrData.contains("Access denied")
         || stderrData.contains("Permission denied");
+}
+
+bool isControllerUnreachable(const QByteArray &stderrData)
+{
+    return stderrData.contains("Unable to contact slurm controller")
+        || stderrData.contains("Slurm controller not responding")
+        || stderrData.contains("Socket timed out on send/recv operation");
 }
 
 } // namespace slurm
@@ -251,10 +308,14 @@ SlurmOutcome SlurmClient::outcomeOf(const QString &program, const QStringList &a
                     .arg(program, result.errorString)};
     }
     if (result.timedOut) {
-        return {SlurmFailure::Unreachable,
-                QStringLiteral("Slurm controller unreachable (%1 did not answer within %2 s)")
-                    .arg(program)
-                    .arg(m_config.commandTimeout)};
+        // What the command said before it hung tells munge trouble from a stopped controller.
+        const QString said = trimmedText(result.stderrData).split(u'\n').last().trimmed();
+        return {
+            SlurmFailure::Unreachable,
+            QStringLiteral("Slurm controller unreachable (%1 did not answer within %2 s%3)")
+                .arg(program)
+                .arg(m_config.commandTimeout)
+                .arg(said.isEmpty() ? QString() : QStringLiteral("; it said: ") + said.left(300))};
     }
     if (result.succeeded())
         return {};
@@ -263,6 +324,10 @@ SlurmOutcome SlurmClient::outcomeOf(const QString &program, const QStringList &a
         text = trimmedText(result.stdoutData);
     if (text.isEmpty())
         text = result.crashed ? result.errorString : QStringLiteral("no message");
+    if (slurm::isControllerUnreachable(result.stderrData))
+        return {SlurmFailure::Unreachable,
+                QStringLiteral("Slurm controller unreachable (%1: %2)")
+                    .arg(describeCommand(program, args), text.left(500))};
     const SlurmFailure kind = slurm::isPermissionDenied(result.stderrData)
         ? SlurmFailure::PermissionDenied
         : SlurmFailure::Refused;
@@ -273,10 +338,14 @@ SlurmOutcome SlurmClient::outcomeOf(const QString &program, const QStringList &a
                 .arg(text)};
 }
 
-void SlurmClient::submit(const QString &scriptPath, QObject *context, SubmitCallback done)
+void SlurmClient::submit(const QString &scriptPath, QObject *context, SubmitCallback done,
+                         const QString &comment)
 {
     const QString program = QStringLiteral("sbatch");
-    const QStringList args {QStringLiteral("--parsable"), scriptPath};
+    QStringList args {QStringLiteral("--parsable")};
+    if (!comment.isEmpty())
+        args << QStringLiteral("--comment=") + comment;
+    args << scriptPath;
     qCDebug(lcSlurm).noquote() << "running" << describeCommand(program, args);
     m_runner->run(program, args, timeoutMs(), context,
                   [this, program, args, done = std::move(done)](const ProcessResult &r) {
@@ -287,6 +356,22 @@ void SlurmClient::submit(const QString &scriptPath, QObject *context, SubmitCall
                       if (!id)
                           return done({SlurmFailure::BadOutput, id.error()}, QString());
                       done(outcome, *id);
+                  });
+}
+
+void SlurmClient::listJobs(const QString &jobName, QObject *context, ListCallback done)
+{
+    const QString program = QStringLiteral("squeue");
+    const QStringList args {QStringLiteral("--me"), QStringLiteral("-h"),
+                            QStringLiteral("--name=") + jobName, QStringLiteral("-o"),
+                            QStringLiteral("%i|%T|%k")};
+    qCDebug(lcSlurm).noquote() << "running" << describeCommand(program, args);
+    m_runner->run(program, args, timeoutMs(), context,
+                  [this, program, args, done = std::move(done)](const ProcessResult &r) {
+                      const SlurmOutcome outcome = outcomeOf(program, args, r);
+                      if (!outcome.ok())
+                          return done(outcome, {});
+                      done(outcome, slurm::parseSqueueJobs(r.stdoutData));
                   });
 }
 

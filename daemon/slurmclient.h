@@ -44,6 +44,16 @@ struct JobInfo
     std::optional<qint64> secondsLeft() const;
 };
 
+// One line of `squeue --me -h -o '%i|%T|%k'`: a live job of ours.
+struct JobSummary
+{
+    QString id;
+    QString state;
+    QString comment;
+
+    bool operator==(const JobSummary &) const = default;
+};
+
 namespace slurm {
 
 // "1234" or "1234;cluster" (sbatch --parsable) → "1234".
@@ -59,8 +69,15 @@ Result<JobInfo> parseShowJob(const QByteArray &stdoutData);
 std::optional<qint64> parseDuration(const QString &text);
 // Seconds → "D-HH:MM:SS" or "H:MM:SS", as squeue prints.
 QString formatDuration(qint64 seconds);
+// `squeue -h -o '%i|%T|%k'` output → jobs (lines that are not id|state|comment are skipped).
+QList<JobSummary> parseSqueueJobs(const QByteArray &stdoutData);
+// The port a job reported in its comment as "slullama_port=N" (the built-in template does that
+// with ollama.port = 0), if any.
+std::optional<quint16> reportedPort(const QString &comment);
 bool isInvalidJobId(const QByteArray &stderrData);
 bool isPermissionDenied(const QByteArray &stderrData);
+// The client gave up reaching slurmctld ("Unable to contact slurm controller", ...): HTTP 503.
+bool isControllerUnreachable(const QByteArray &stderrData);
 
 } // namespace slurm
 
@@ -87,11 +104,15 @@ public:
     using SubmitCallback = std::function<void(const SlurmOutcome &, const QString &jobId)>;
     using JobCallback = std::function<void(const SlurmOutcome &, const JobInfo &)>;
     using DoneCallback = std::function<void(const SlurmOutcome &)>;
+    using ListCallback = std::function<void(const SlurmOutcome &, const QList<JobSummary> &)>;
 
     SlurmClient(const SlurmConfig &config, ProcessRunner *runner);
 
-    // sbatch --parsable SCRIPT (the script carries the #SBATCH directives).
-    void submit(const QString &scriptPath, QObject *context, SubmitCallback done);
+    // sbatch --parsable [--comment=COMMENT] SCRIPT (the script carries the #SBATCH directives).
+    void submit(const QString &scriptPath, QObject *context, SubmitCallback done,
+                const QString &comment = {});
+    // squeue --me -h --name=NAME -o '%i|%T|%k': our live jobs of that name.
+    void listJobs(const QString &jobName, QObject *context, ListCallback done);
     // scontrol show job -o JOB. A job Slurm no longer knows is ok with info.exists = false.
     void showJob(const QString &jobId, QObject *context, JobCallback done);
     // scancel JOB. A job Slurm no longer knows counts as cancelled.

@@ -39,6 +39,8 @@ Result<std::optional<SavedState>> StateStore::load() const
         = QDateTime::fromString(o.value(QStringLiteral("since")).toString(), Qt::ISODateWithMs);
     state.phase = o.value(QStringLiteral("phase")).toString();
     state.daemonPid = o.value(QStringLiteral("pid")).toInteger();
+    state.jobName = o.value(QStringLiteral("job_name")).toString();
+    state.submitToken = o.value(QStringLiteral("submit_token")).toString();
     return std::optional<SavedState>(state);
 }
 
@@ -54,12 +56,18 @@ VoidResult StateStore::save(const SavedState &state) const
     o.insert(QStringLiteral("since"), state.since.toString(Qt::ISODateWithMs));
     o.insert(QStringLiteral("phase"), state.phase);
     o.insert(QStringLiteral("pid"), state.daemonPid);
+    if (!state.jobName.isEmpty())
+        o.insert(QStringLiteral("job_name"), state.jobName);
+    if (!state.submitToken.isEmpty())
+        o.insert(QStringLiteral("submit_token"), state.submitToken);
     QSaveFile file(m_path);
     if (!file.open(QIODevice::WriteOnly))
         return makeError(
             QStringLiteral("cannot write state file %1: %2").arg(m_path, file.errorString()));
-    file.write(QJsonDocument(o).toJson(QJsonDocument::Indented));
-    if (!file.commit())
+    const QByteArray bytes = QJsonDocument(o).toJson(QJsonDocument::Indented);
+    // flush() first: Qt 6.4's commit() succeeds after a failed (ENOSPC) write, leaving an empty
+    // file in place of the state.
+    if (file.write(bytes) != bytes.size() || !file.flush() || !file.commit())
         return makeError(
             QStringLiteral("cannot write state file %1: %2").arg(m_path, file.errorString()));
     return Ok {};

@@ -20,6 +20,10 @@ struct SavedState
     QDateTime since; // when the job was submitted
     QString phase; // phaseName() at the time of writing
     qint64 daemonPid = 0;
+    // Written before sbatch runs (phase "submitting", no job id yet), so a daemon killed while
+    // sbatch ran finds the job by name and submit token instead of submitting a second one.
+    QString jobName;
+    QString submitToken;
 
     bool operator==(const SavedState &) const = default;
 };

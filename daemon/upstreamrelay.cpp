@@ -525,11 +525,15 @@ bool UpstreamRelay::processResponseHead()
     else if (m_request.clientHttp10)
         head.headers.set("Connection", "keep-alive");
     head.versionMinor = 1;
+    for (const http::Header &extra : m_request.extraResponseHeaders)
+        head.headers.set(extra.name, extra.value);
 
     const QByteArray out = http::serialize(head);
     m_headDone = true;
     m_responseStarted = true;
     m_client->write(out);
+    if (m_request.tap)
+        m_request.tap->responseHead(head, out.size());
 
     const QByteArray rest = m_responseHead.mid(parsed.consumed);
     m_responseHead = QByteArray();
@@ -593,8 +597,11 @@ void UpstreamRelay::processResponseBody(const char *data, qsizetype size)
 
 void UpstreamRelay::writeToClient(const char *data, qsizetype size)
 {
-    if (size > 0)
+    if (size > 0) {
         m_client->write(data, size);
+        if (m_request.tap)
+            m_request.tap->responseBody(QByteArrayView(data, size));
+    }
 }
 
 void UpstreamRelay::onUpstreamClosed(const QString &reason)

@@ -32,6 +32,18 @@ void removeHopByHopHeaders(http::Headers &headers);
 QByteArray forwardedRequestHead(const http::RequestHead &head, const http::BodyFraming &framing,
                                 const Upstream &upstream, QByteArrayView clientAddress);
 
+// Sees a response as it goes to the client, e.g. for usage accounting (docs/TEAM.md). Called
+// synchronously from the relay: must be cheap and must not touch the sockets.
+class ResponseTap
+{
+public:
+    virtual ~ResponseTap() = default;
+    // The final head as sent; its Transfer-Encoding says whether the body bytes are chunked.
+    virtual void responseHead(const http::ResponseHead &head, qsizetype headBytes) = 0;
+    // Body bytes exactly as written to the client.
+    virtual void responseBody(QByteArrayView bytes) = 0;
+};
+
 // Idle keep-alive connections to the model server, reused by later requests: saves a TCP
 // handshake (through the ssh tunnel: a new channel) and two sockets per request.
 class UpstreamPool final : public QObject
@@ -89,6 +101,8 @@ public:
         int stallTimeoutMs = 120000; // client sends no body / reads no response for this long
         int connectTimeoutMs = 10000;
         UpstreamPool *pool = nullptr; // reuse idle upstream connections when set
+        ResponseTap *tap = nullptr; // optional observer of the response
+        QList<http::Header> extraResponseHeaders; // set on the response head to the client
     };
 
     enum class End {
@@ -120,6 +134,7 @@ public:
     // longer be replayed on a fresh upstream connection.
     bool consumedClientSocket() const { return m_consumedSocket; }
     qsizetype bufferConsumed() const { return m_inPos; }
+    qint64 requestBodyBytes() const { return m_requestBodyBytes; }
     bool keepClient() const { return m_keepClient; }
     bool isFinished() const { return m_finished; }
 

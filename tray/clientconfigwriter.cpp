@@ -17,7 +17,7 @@ const QRegularExpression &tableHeader()
 {
     // [table] or [[array]] with an optional trailing comment.
     static const QRegularExpression re(
-            QStringLiteral(R"(^\s*\[\[?\s*([^\]]*?)\s*\]\]?\s*(#.*)?$)"));
+        QStringLiteral(R"(^\s*\[\[?\s*([^\]]*?)\s*\]\]?\s*(#.*)?$)"));
     return re;
 }
 
@@ -95,7 +95,7 @@ QString tomlBasicString(const QString &value)
 
 QString withClientSection(const QString &original, const ClientConfig &client)
 {
-    std::vector<std::pair<QString, QString>> values{
+    std::vector<std::pair<QString, QString>> values {
         {QStringLiteral("host"), tomlBasicString(client.host)},
         {QStringLiteral("server_port"), QString::number(client.serverPort)},
         {QStringLiteral("token"), tomlBasicString(client.token)},
@@ -103,8 +103,8 @@ QString withClientSection(const QString &original, const ClientConfig &client)
     };
     std::vector<bool> written(values.size(), false);
 
-    const QString newline = original.contains(QStringLiteral("\r\n")) ? QStringLiteral("\r\n")
-                                                                       : QStringLiteral("\n");
+    const QString newline
+        = original.contains(QStringLiteral("\r\n")) ? QStringLiteral("\r\n") : QStringLiteral("\n");
     QStringList lines = original.split(QLatin1Char('\n'));
     const bool trailingNewline = original.isEmpty() || original.endsWith(QLatin1Char('\n'));
     if (trailingNewline && !lines.isEmpty())
@@ -115,7 +115,7 @@ QString withClientSection(const QString &original, const ClientConfig &client)
     }
 
     qsizetype sectionStart = -1; // index of the [client] header line
-    qsizetype lastKey = -1;      // last key line inside it
+    qsizetype lastKey = -1; // last key line inside it
     for (qsizetype i = 0; i < lines.size(); ++i) {
         const auto header = tableHeader().match(lines[i]);
         if (header.hasMatch()) {
@@ -139,7 +139,7 @@ QString withClientSection(const QString &original, const ClientConfig &client)
             const qsizetype valueStart = key.capturedEnd(0);
             const qsizetype end = valueEnd(lines[i], valueStart);
             lines[i] = lines[i].left(valueStart) + QLatin1Char(' ') + values[k].second
-                    + lines[i].mid(end);
+                + lines[i].mid(end);
             written[k] = true;
         }
     }
@@ -180,12 +180,17 @@ Result<Ok> writeClientSection(const QString &path, const ClientConfig &client)
     QSaveFile out(path);
     if (!out.open(QIODevice::WriteOnly))
         return makeError(QStringLiteral("Cannot write %1: %2").arg(path, out.errorString()));
-    if (!existed)
+    // A new file, or one that will hold a token and others can read: the owner's only.
+    const QFileDevice::Permissions others = QFileDevice::ReadGroup | QFileDevice::WriteGroup
+        | QFileDevice::ExeGroup | QFileDevice::ReadOther | QFileDevice::WriteOther
+        | QFileDevice::ExeOther;
+    const bool exposed = existed && (QFile::permissions(path) & others);
+    if (!existed || (exposed && !client.token.isEmpty()))
         out.setPermissions(QFileDevice::ReadOwner | QFileDevice::WriteOwner);
     out.write(withClientSection(original, client).toUtf8());
     if (!out.commit())
         return makeError(QStringLiteral("Cannot write %1: %2").arg(path, out.errorString()));
-    return Ok{};
+    return Ok {};
 }
 
 } // namespace slullama

@@ -17,7 +17,8 @@ namespace slullama {
 QString withClientSection(const QString &original, const ClientConfig &client);
 
 // Reads `path` (missing = empty), applies withClientSection() and writes it back atomically.
-// A new file is created readable by the owner only, as it holds the token.
+// A new file is created readable by the owner only, as it holds the token; an existing one that
+// others may read is made owner-only when a token is saved into it.
 Result<Ok> writeClientSection(const QString &path, const ClientConfig &client);
 
 // A TOML basic string: "..." with \ " and control characters escaped.

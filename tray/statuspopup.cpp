@@ -1,5 +1,6 @@
 #include "statuspopup.h"
 
+#include "logging.h"
 #include "traycontroller.h"
 #include "trayicons.h"
 
@@ -27,8 +28,7 @@ QString orDash(const QString &text)
 } // namespace
 
 StatusPopup::StatusPopup(TrayController *controller, QWidget *parent)
-    : QFrame(parent, Qt::Popup)
-    , m_controller(controller)
+    : QFrame(parent, Qt::Popup), m_controller(controller)
 {
     setObjectName(QStringLiteral("statusPopup"));
     setFrameShape(QFrame::StyledPanel);
@@ -119,24 +119,31 @@ void StatusPopup::refresh()
     setRow(m_job, orDash(c.jobId()), known);
     setRow(m_pending, orDash(c.pendingReason()), queued);
     setRow(m_expected, orDash(c.expectedStart()), queued && !c.expectedStart().isEmpty());
-    setRow(m_idle, c.idleSeconds() >= 0 ? formatDuration(c.idleSeconds()) : dash, known);
+    QString idle = dash;
+    if (c.idleSeconds() >= 0)
+        idle = formatDuration(c.idleSeconds());
+    else if (c.activeRequests() > 0)
+        idle = QStringLiteral("in use");
+    else if (phase == TrayPhase::Ready)
+        idle = QStringLiteral("not used yet");
+    setRow(m_idle, idle, known);
     setRow(m_untilSleep,
-           c.secondsUntilSleep() >= 0 ? formatDuration(c.secondsUntilSleep())
-                                      : (c.activeRequests() > 0 ? QStringLiteral("not while in use")
-                                                                : dash),
+           c.secondsUntilSleep() >= 0
+               ? formatDuration(c.secondsUntilSleep())
+               : (c.activeRequests() > 0 ? QStringLiteral("not while in use") : dash),
            known);
     setRow(m_active, QString::number(c.activeRequests()), known);
     setRow(m_requests, QString::number(c.requestCount()), known);
     setRow(m_uptime, c.uptimeSeconds() >= 0 ? formatDuration(c.uptimeSeconds()) : dash, known);
     setRow(m_error, c.lastError(), !c.lastError().isEmpty());
 
-    const bool booting = phase == TrayPhase::Waking || phase == TrayPhase::Queued
-            || phase == TrayPhase::Starting;
+    const bool booting
+        = phase == TrayPhase::Waking || phase == TrayPhase::Queued || phase == TrayPhase::Starting;
     m_wake->setEnabled(configured && !booting && phase != TrayPhase::Ready);
 
     const auto tunnel = c.tunnelState();
-    const bool down = tunnel == TunnelControl::State::Disconnected
-            || tunnel == TunnelControl::State::Failed;
+    const bool down
+        = tunnel == TunnelControl::State::Disconnected || tunnel == TunnelControl::State::Failed;
     m_connect->setText(down ? QStringLiteral("Connect") : QStringLiteral("Disconnect"));
     m_connect->setEnabled(configured);
     adjustSize();
@@ -170,6 +177,14 @@ void StatusPopup::showNear(const QRect &iconGeometry)
     show();
     raise();
     activateWindow();
+    // Where it went: for bug reports about odd placements, and for the Xvfb end-to-end test.
+    const auto rect = [](const QRect &r) {
+        return QStringLiteral("%1,%2 %3x%4").arg(r.x()).arg(r.y()).arg(r.width()).arg(r.height());
+    };
+    qCDebug(lcTray).noquote() << QStringLiteral("status popup shown: popup %1; wake button %2")
+                                     .arg(rect(frameGeometry()),
+                                          rect(QRect(m_wake->mapToGlobal(QPoint(0, 0)),
+                                                     m_wake->size())));
 }
 
 } // namespace slullama

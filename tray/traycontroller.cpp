@@ -33,7 +33,7 @@ bool isAuthStatus(int httpStatus)
 QString authMessage(int httpStatus)
 {
     return QStringLiteral("The daemon refused the token (HTTP %1). Check the token in Settings.")
-            .arg(httpStatus);
+        .arg(httpStatus);
 }
 
 } // namespace
@@ -144,10 +144,7 @@ QString formatDuration(qint64 seconds)
 }
 
 TrayController::TrayController(TunnelControl *tunnel, StatusSource *source, QObject *parent)
-    : QObject(parent)
-    , m_tunnel(tunnel)
-    , m_source(source)
-    , m_clock(&monotonicMs)
+    : QObject(parent), m_tunnel(tunnel), m_source(source), m_clock(&monotonicMs)
 {
     m_pollTimer.setSingleShot(true);
     connect(&m_pollTimer, &QTimer::timeout, this, &TrayController::pollNow);
@@ -173,9 +170,9 @@ void TrayController::setClock(Clock clock)
 void TrayController::setClientConfig(const ClientConfig &config)
 {
     const bool tunnelChanged = config.host != m_config.host
-            || config.serverPort != m_config.serverPort || config.localPort != m_config.localPort
-            || config.sshPort != m_config.sshPort || config.identityFile != m_config.identityFile
-            || config.knownHosts != m_config.knownHosts;
+        || config.serverPort != m_config.serverPort || config.localPort != m_config.localPort
+        || config.sshPort != m_config.sshPort || config.identityFile != m_config.identityFile
+        || config.knownHosts != m_config.knownHosts;
     m_config = config;
 
     QUrl base;
@@ -193,8 +190,8 @@ void TrayController::setClientConfig(const ClientConfig &config)
     }
 
     const auto state = m_tunnel->state();
-    const bool up = state != TunnelControl::State::Disconnected
-            && state != TunnelControl::State::Failed;
+    const bool up
+        = state != TunnelControl::State::Disconnected && state != TunnelControl::State::Failed;
     if (tunnelChanged && (up || state == TunnelControl::State::Failed)) {
         disconnectTunnel();
         connectTunnel();
@@ -251,14 +248,12 @@ QString TrayController::jobId() const
 
 QString TrayController::pendingReason() const
 {
-    return m_hasStatus && m_status.phase == Phase::Queued ? m_status.job.pendingReason
-                                                          : QString();
+    return m_hasStatus && m_status.phase == Phase::Queued ? m_status.job.pendingReason : QString();
 }
 
 QString TrayController::expectedStart() const
 {
-    return m_hasStatus && m_status.phase == Phase::Queued ? m_status.job.expectedStart
-                                                          : QString();
+    return m_hasStatus && m_status.phase == Phase::Queued ? m_status.job.expectedStart : QString();
 }
 
 qint64 TrayController::elapsedSinceStatus() const
@@ -330,7 +325,7 @@ QString TrayController::toolTip() const
     QString label = trayPhaseLabel(p);
     if (p == TrayPhase::Queued && !pendingReason().isEmpty())
         label += QStringLiteral(" (") + pendingReason() + QLatin1Char(')');
-    QStringList lines{QStringLiteral("slullama: ") + label};
+    QStringList lines {QStringLiteral("slullama: ") + label};
 
     if (!isConfigured()) {
         lines << QStringLiteral("No head node configured");
@@ -461,9 +456,9 @@ void TrayController::onTunnelState(TunnelControl::State state)
     } else {
         if (previous == TunnelControl::State::Connected && !m_userClosed && !m_dropNotified) {
             m_dropNotified = true;
-            emit notification(TrayNotification::TunnelDropped, QStringLiteral("slullama"),
-                              QStringLiteral("The tunnel to %1 dropped; reconnecting.")
-                                      .arg(m_config.host));
+            emit notification(
+                TrayNotification::TunnelDropped, QStringLiteral("slullama"),
+                QStringLiteral("The tunnel to %1 dropped; reconnecting.").arg(m_config.host));
         }
         stopPolling();
         m_hasStatus = false;
@@ -503,6 +498,7 @@ void TrayController::onStatus(const Status &status)
 {
     const quint64 seq = m_fetchSeq;
     m_fetchInFlight = false;
+    qCDebug(lcTray).noquote() << "status:" << slullama::phaseName(status.phase);
     if (!isTunnelUp())
         return; // an answer from before the tunnel went down
 
@@ -525,8 +521,8 @@ void TrayController::applyStatus(const Status &status)
 {
     if (m_hasStatus && status.phase == Phase::Ready
         && (isBooting(m_status.phase) || m_status.phase == Phase::Sleeping)) {
-        const QString node = status.job.node.isEmpty() ? QStringLiteral("the GPU node")
-                                                       : status.job.node;
+        const QString node
+            = status.job.node.isEmpty() ? QStringLiteral("the GPU node") : status.job.node;
         emit notification(TrayNotification::WakeFinished, QStringLiteral("slullama"),
                           QStringLiteral("GPU node ready: model server on ") + node);
     }

@@ -62,6 +62,7 @@ TrayIcon::TrayIcon(TrayController *controller, Autostart *autostart, QObject *pa
     m_quit->setObjectName(QStringLiteral("quitAction"));
     connect(m_quit, &QAction::triggered, this, &TrayIcon::quitRequested);
 
+    connect(m_menu.get(), &QMenu::aboutToShow, this, [] { qCDebug(lcTray) << "menu shown"; });
     m_tray->setContextMenu(m_menu.get());
     connect(m_tray, &QSystemTrayIcon::activated, this, &TrayIcon::onActivated);
     connect(m_controller, &TrayController::changed, this, &TrayIcon::refresh);
@@ -83,6 +84,10 @@ void TrayIcon::show()
 
 void TrayIcon::refresh()
 {
+    if (const QString phase = m_controller->phaseName(); phase != m_phaseName) {
+        m_phaseName = phase;
+        qCDebug(lcTray).noquote() << "tray state:" << phase;
+    }
     const QString name = m_controller->iconName();
     if (name != m_iconName) {
         m_iconName = name;
@@ -92,13 +97,13 @@ void TrayIcon::refresh()
     m_status->setText(QStringLiteral("slullama: ") + m_controller->phaseLabel());
 
     const TrayPhase phase = m_controller->phase();
-    const bool booting = phase == TrayPhase::Waking || phase == TrayPhase::Queued
-            || phase == TrayPhase::Starting;
+    const bool booting
+        = phase == TrayPhase::Waking || phase == TrayPhase::Queued || phase == TrayPhase::Starting;
     m_wake->setEnabled(m_controller->isConfigured() && !booting && phase != TrayPhase::Ready);
 
     const auto tunnel = m_controller->tunnelState();
-    const bool down = tunnel == TunnelControl::State::Disconnected
-            || tunnel == TunnelControl::State::Failed;
+    const bool down
+        = tunnel == TunnelControl::State::Disconnected || tunnel == TunnelControl::State::Failed;
     m_connect->setText(down ? QStringLiteral("Connect") : QStringLiteral("Disconnect"));
     m_connect->setEnabled(m_controller->isConfigured());
 }

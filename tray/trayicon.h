@@ -50,6 +50,7 @@ private:
     std::unique_ptr<StatusPopup> m_popup;
     QSystemTrayIcon *m_tray = nullptr;
     QString m_iconName;
+    QString m_phaseName;
     QAction *m_status = nullptr;
     QAction *m_wake = nullptr;
     QAction *m_connect = nullptr;

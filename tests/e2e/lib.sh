@@ -66,15 +66,21 @@ port_free() { ! port_listening "$1"; }
 # PIDs (one a line) of the listeners on PORT that this user may see.
 port_pids() { ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u; }
 
-# free_port [AVOID...]: a TCP port nobody listens on (and not handed out before in this run).
+# A port no socket of any state uses (a client's ephemeral port blocks a later bind as well).
+port_unused() { [[ -z $(ss -Htan "( sport = :$1 )" 2>/dev/null) ]]; }
+# free_port [AVOID...]: a TCP port nobody uses (and not handed out before in this run), below
+# the kernel's ephemeral range, where the thousands of client connections of a load test (and
+# every tunnel) take their local ports: a port picked there can be taken before it is bound.
 free_port() {
-    local port try avoid
+    local port try avoid low=20000 high
+    read -r high _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || high=32768
+    ((high > low + 1000)) || { low=10000 && high=60000; }
     for ((try = 0; try < 200; try++)); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((low + (RANDOM * 32768 + RANDOM) % (high - low)))
         for avoid in "$@" $(cat "$E2E_STATE/ports" 2>/dev/null); do
             [[ $port == "$avoid" ]] && continue 2
         done
-        if port_free "$port"; then
+        if port_unused "$port"; then
             echo "$port" >>"$E2E_STATE/ports"
             printf '%s\n' "$port"
             return 0
@@ -192,6 +198,11 @@ write_daemon_config() {
     DAEMON_LOG_DIR=$dir/logs
     DAEMON_CONFIG=$dir/config.toml
     DAEMON_URL=http://127.0.0.1:$DAEMON_PORT
+    # A private copy of the bed user's key: suites share the bed, and ssh ignores a key whose
+    # mode something else loosened.
+    local key=$E2E_STATE/ssh_key
+    [[ -s $key ]] || { cp "$BED_SSH_KEY" "$key.tmp" && chmod 0600 "$key.tmp" && mv -f "$key.tmp" "$key"; } ||
+        fail "cannot copy the bed user's ssh key $BED_SSH_KEY"
     local -A values=(
         [server.bind]='"127.0.0.1"'
         [server.port]=$DAEMON_PORT
@@ -208,7 +219,7 @@ write_daemon_config() {
         [ollama.port]=$OLLAMA_PORT
         [ollama.binary]="\"$BED_BIN/standin-ollama\""
         [ssh.port]=$BED_SSH_PORT
-        [ssh.identity_file]="\"$BED_SSH_KEY\""
+        [ssh.identity_file]="\"$key\""
     )
     local order=(server.bind server.port server.token server.log_dir server.boot_timeout
         slurm.partition slurm.gres slurm.time slurm.idle_timeout slurm.job_name
@@ -257,6 +268,83 @@ start_daemon() {
 }
 # stop_daemon [SIGNAL]: SIGTERM by default (the daemon drains and cancels its job).
 stop_daemon() { stop_bg daemon "${1:-TERM}"; }
+
+# --- talking to the daemon (the test_daemon_* suites) ------------------------------------------
+require_bins() { # NAME...: each must be in $BED_BIN
+    local b
+    for b in "$@"; do [[ -x $BED_BIN/$b ]] || fail "$BED_BIN/$b missing: build it first"; done
+}
+# Authorization header arguments for curl when DAEMON_TOKEN is set (the token stays off argv
+# of long-lived processes; curl's is fine for a test).
+auth_args() { [[ -z ${DAEMON_TOKEN:-} ]] || printf '%s\n' -H "Authorization: Bearer $DAEMON_TOKEN"; }
+# req NAME METHOD PATH [CURL_ARGS...]: one request to the daemon (token added when set); the
+# head goes to NAME.head, the body to NAME.body (in the current directory); prints the status.
+req() {
+    local name=$1 method=$2 path=$3 auth=()
+    shift 3
+    mapfile -t auth < <(auth_args)
+    local how=(-X "$method")
+    [[ $method != HEAD ]] || how=(--head)
+    curl -sS --max-time "${REQ_MAX_TIME:-60}" "${how[@]}" "${auth[@]}" -D "$name.head" \
+        -o "$name.body" -w '%{http_code}' "$@" "$DAEMON_URL$path" || true
+}
+# raw_http REQUEST_BYTES: sends printf-escaped bytes to the daemon on one connection and prints
+# everything it answers until it closes (the request should say Connection: close).
+raw_http() {
+    local fd
+    exec {fd}<>"/dev/tcp/127.0.0.1/$DAEMON_PORT" || fail "cannot connect to 127.0.0.1:$DAEMON_PORT"
+    # shellcheck disable=SC2059
+    printf "$1" >&"$fd"
+    timeout 20 cat <&"$fd" || true
+    exec {fd}>&-
+}
+# header_value FILE NAME: a header from a saved head (case-insensitive, CR stripped).
+header_value() { grep -i "^$2:" "$1" | head -n 1 | cut -d: -f2- | tr -d '\r' | sed 's/^ *//'; }
+# chat_body CONTENT [STREAM] [EXTRA_JSON]: an /api/chat request for the stand-in's first model;
+# EXTRA_JSON is merged in, e.g. '{"options":{"num_predict":4}}'.
+chat_body() {
+    jq -cn --arg c "$1" --argjson s "${2:-true}" --argjson x "${3:-{\}}" \
+        '{model: "llama3.2:1b", messages: [{role: "user", content: $c}], stream: $s} + $x'
+}
+daemon_status() {
+    local auth=()
+    mapfile -t auth < <(auth_args)
+    curl -fsS --max-time 10 "${auth[@]}" "$DAEMON_URL/slullama/status"
+}
+status_field() { daemon_status | jq -r "$1"; } # JQ_FILTER
+phase_is() { [[ $(status_field .phase 2>/dev/null) == "$1" ]]; }
+# wait_phase PHASE TIMEOUT: polls /slullama/status until phase is PHASE.
+wait_phase() {
+    wait_until "$2" phase_is "$1" ||
+        fail "daemon phase is not $1 after $2 s: $(daemon_status 2>&1); log: $(tail -n 30 "$E2E_SCRATCH/daemon.log")"
+}
+# Jobs named E2E_JOB_NAME that Slurm still knows in any state (MinJobAge keeps ended ones), and
+# the ones still queued or running: how the suites count sbatch calls and teardowns.
+named_jobs() { sl squeue --me -h -t all -n "$E2E_JOB_NAME" -o %i | sort -un; }
+live_named_jobs() {
+    sl squeue --me -h -t PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED -n "$E2E_JOB_NAME" -o %i | sort -un
+}
+count_words() { wc -w <<<"$1" | tr -d ' '; }
+line_count() { grep -c . "$1" 2>/dev/null || true; } # FILE: its non-empty lines
+lines_at_least() { (($(line_count "$1") >= $2)); }   # FILE N
+job_gone() { [[ -z $(live_named_jobs | grep -x "$1" || true) ]]; }
+# wait_job_gone JOBID TIMEOUT: the job left squeue's live states (cancelled, completed, ...).
+wait_job_gone() { wait_until "$2" job_gone "$1" || fail "job $1 still live after $2 s: $(job_line "$1")"; }
+# children PID: the direct children of a process (all its threads').
+children() { cat /proc/"$1"/task/*/children 2>/dev/null | tr ' ' '\n' | grep . || true; }
+# tunnel_pid [DAEMON_PID]: the daemon's `ssh ... -L` child, found by parentage (never by name).
+tunnel_pid() {
+    local child
+    for child in $(children "${1:-$(daemon_pid)}"); do
+        if tr '\0' ' ' <"/proc/$child/cmdline" 2>/dev/null | grep -q -- ' -L '; then
+            echo "$child"
+            return 0
+        fi
+    done
+    return 1
+}
+# The number of sbatch calls a daemon log reports.
+submissions_in_log() { grep -c 'submitted job' "${1:-$E2E_SCRATCH/daemon.log}" || true; }
 
 # --- cleanup ---------------------------------------------------------------------------------
 on_exit() { printf '%q ' "$@" >>"$E2E_STATE/on_exit" && echo >>"$E2E_STATE/on_exit"; }

@@ -24,6 +24,8 @@ QString fieldValue(const Config &c, const QString &key)
         FIELD("server.max_body_bytes", QString::number(c.server.maxBodyBytes)),
         FIELD("server.max_connections", QString::number(c.server.maxConnections)),
         FIELD("server.header_timeout", QString::number(c.server.headerTimeout)),
+        FIELD("server.keepalive_timeout", QString::number(c.server.keepAliveTimeout)),
+        FIELD("server.stall_timeout", QString::number(c.server.stallTimeout)),
         FIELD("server.drain_timeout", QString::number(c.server.drainTimeout)),
         FIELD("server.state_file", c.server.stateFile),
         FIELD("slurm.partition", c.slurm.partition),
@@ -203,6 +205,8 @@ private slots:
         row("server.max_body_bytes", "1048576");
         row("server.max_connections", "64");
         row("server.header_timeout", "5");
+        row("server.keepalive_timeout", "12.5");
+        row("server.stall_timeout", "45");
         row("server.drain_timeout", "0");
         row("server.state_file", "/var/tmp/slullama/state.json");
         row("slurm.partition", "cpu");

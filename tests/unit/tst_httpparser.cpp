@@ -209,6 +209,9 @@ void TestHttpParser::parseRequest_data()
     bad("space-in-target", "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400);
     bad("tab-separator", "GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n", 400);
     bad("fragment", "GET /a#b HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    // Regression (tests/fuzz/fuzz_requesthead): routed as "/" but forwarded as sent.
+    bad("query-only-target", "GET ?x HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    bad("relative-target", "GET api/tags HTTP/1.1\r\nHost: x\r\n\r\n", 400);
     bad("http09", "GET /\r\n\r\n", 400);
     bad("lowercase-version", "GET / http/1.1\r\nHost: x\r\n\r\n", 400);
     bad("version-two-digits", "GET / HTTP/1.10\r\nHost: x\r\n\r\n", 400);

@@ -152,6 +152,7 @@ private slots:
     void cancelKeepAliveNeverExtends();
     void jobLostWhileReady_data();
     void jobLostWhileReady();
+    void jobCompletingThenCancelledSaysCancelled();
     void jobFailsDuringBootFailsWaiters();
     void tunnelDiedIsRebuilt();
     void upstreamFailureRebuildsUnhealthyTunnel();
@@ -163,6 +164,17 @@ private slots:
     void shutdownCancelsJob();
     void shutdownWhileSleeping();
     void shutdownDuringSubmitCancelsReturnedJob();
+
+    void readyHealthIsProbedPeriodically();
+    void serverStoppedAnsweringReplacesJob_data();
+    void serverStoppedAnsweringReplacesJob();
+    void healthyStrangerOnEndedJobIsNotReady();
+    void portZeroWaitsForReportedPort();
+    void portZeroNeverReportedTimesOut();
+    void recoverSubmission_data();
+    void recoverSubmission();
+    void recoverSubmissionWhileSlurmDown();
+    void bootTimeoutDuringSbatchKeepsTheSubmission();
 };
 
 void TestLifecycle::statusBeforeFirstUse()
@@ -207,7 +219,20 @@ void TestLifecycle::coldAcquiresShareOneBoot()
 
     // The job script was rendered into log_dir and handed to sbatch.
     const QString script = QDir(rig.dir.path()).filePath(QStringLiteral("slullama-job.sh"));
-    QCOMPARE(rig.runner.calls[0]->arguments, (QStringList {QStringLiteral("--parsable"), script}));
+    const QStringList args = rig.runner.calls[0]->arguments;
+    QCOMPARE(args.size(), 3);
+    QCOMPARE(args.at(0), QStringLiteral("--parsable"));
+    QCOMPARE(args.at(2), script);
+    // Before sbatch answers, the state file already names the submission, and the job carries
+    // the same token in its comment: a daemon killed now finds the job after a restart.
+    const auto during = StateStore(rig.statePath()).load();
+    QVERIFY(during && during->has_value());
+    QCOMPARE(during->value().phase, QStringLiteral("submitting"));
+    QVERIFY(during->value().jobId.isEmpty());
+    QCOMPARE(during->value().jobName, rig.config.slurm.jobName);
+    QVERIFY(!during->value().submitToken.isEmpty());
+    QCOMPARE(args.at(1),
+             QStringLiteral("--comment=slullama_submit=") + during->value().submitToken);
     QFile scriptFile(script);
     QVERIFY(scriptFile.open(QIODevice::ReadOnly));
     QVERIFY(scriptFile.readAll().contains("#SBATCH"));
@@ -641,6 +666,38 @@ void TestLifecycle::jobLostWhileReady()
     QVERIFY(again.results[0].ok);
 }
 
+// An outside scancel shows first as COMPLETING (which says nothing about how the job ended):
+// the daemon goes to sleep at once and reports "cancelled" once Slurm knows.
+void TestLifecycle::jobCompletingThenCancelledSaysCancelled()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    lc.release();
+    const QByteArray cancelled = slurmData(QStringLiteral("scontrol-show-job-cancelled.out"));
+    QByteArray completing = cancelled;
+    completing.replace("JobState=CANCELLED", "JobState=COMPLETING");
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"), exitWith(0, completing));
+    rig.run(6000);
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+    QVERIFY(!rig.tunnel->isOpen());
+    QVERIFY2(!lc.status().lastEndReason.startsWith(QLatin1String("job script ended")),
+             qPrintable(lc.status().lastEndReason));
+    QVERIFY2(lc.status().lastEndReason.contains(QLatin1String("COMPLETING")),
+             qPrintable(lc.status().lastEndReason));
+
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"), exitWith(0, cancelled));
+    rig.run(1000);
+    QVERIFY2(lc.status().lastEndReason.startsWith(QLatin1String("cancelled outside slullama")),
+             qPrintable(lc.status().lastEndReason));
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel")), 0);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 1);
+}
+
 void TestLifecycle::jobFailsDuringBootFailsWaiters()
 {
     Rig rig;
@@ -860,6 +917,265 @@ void TestLifecycle::shutdownDuringSubmitCancelsReturnedJob()
     QCOMPARE(rig.runner.count(QStringLiteral("scancel 5")), 1);
     QVERIFY(finished.wait(5000));
     QVERIFY(!rig.stateFileExists());
+}
+
+// Ready, then the model server stops answering: probes fail, the tunnel is rebuilt once, and a
+// server that still does not answer has its job cancelled; waiting requests get a fresh job.
+void TestLifecycle::readyHealthIsProbedPeriodically()
+{
+    Rig rig;
+    rig.config.slurm.idleTimeoutMinutes = 10;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    const int before = rig.probe->checks;
+    rig.run(60000, 1000);
+    const int during = rig.probe->checks - before;
+    // About one probe per interval: often enough to notice, not a flood.
+    QVERIFY2(during >= 60000 / Lifecycle::kReadyHealthIntervalMs - 1
+                 && during <= 60000 / Lifecycle::kReadyHealthIntervalMs + 1,
+             qPrintable(QString::number(during)));
+    QCOMPARE(rig.probe->lastPort, rig.tunnel->localPort());
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(rig.tunnel->opens, 1);
+}
+
+void TestLifecycle::serverStoppedAnsweringReplacesJob_data()
+{
+    QTest::addColumn<bool>("waiting");
+    QTest::addRow("nobody waiting: sleep") << false;
+    QTest::addRow("a request waiting: fresh boot") << true;
+}
+
+void TestLifecycle::serverStoppedAnsweringReplacesJob()
+{
+    QFETCH(bool, waiting);
+    Rig rig;
+    rig.config.slurm.idleTimeoutMinutes = 10;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    lc.release();
+    QCOMPARE(lc.phase(), Phase::Ready);
+    rig.probe->healthy = false;
+    rig.run(Lifecycle::kReadyHealthIntervalMs + 500);
+    // First a tunnel rebuild: a dead ssh looks the same as a dead server from here.
+    QCOMPARE(lc.phase(), Phase::Starting);
+    QCOMPARE(rig.tunnel->opens, 2);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel")), 0);
+    Outcome later;
+    if (waiting)
+        lc.acquire(later.callback());
+    // Still nothing through the new tunnel: the job is cancelled, not left burning GPU time.
+    rig.runner.respond(QStringLiteral("sbatch"), exitWith(0, "2\n"));
+    rig.runner.respond(QStringLiteral("scontrol show job -o 2"),
+                       exitWith(0, running(QStringLiteral("2"))));
+    rig.run(Lifecycle::kServerLostAfterMs + 1000);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 1")), 1);
+    const auto reasons = g_warnings.filter(QStringLiteral("model server on vm stopped answering"));
+    QVERIFY2(!reasons.isEmpty(), qPrintable(g_warnings.join(u'\n')));
+    if (!waiting) {
+        QCOMPARE(lc.phase(), Phase::Sleeping);
+        QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 1);
+        const Status s = lc.status();
+        QVERIFY2(s.lastEndReason.contains(QStringLiteral("model server on vm stopped answering")),
+                 qPrintable(s.lastEndReason));
+        QVERIFY(s.lastError.contains(QStringLiteral("stopped answering")));
+        QVERIFY(s.job.id.isEmpty());
+        QVERIFY(!rig.stateFileExists());
+        return;
+    }
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 2);
+    QVERIFY(later.results.empty());
+    rig.probe->healthy = true;
+    rig.run(3000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(later.results.size(), size_t(1));
+    QVERIFY(later.results[0].ok);
+    QCOMPARE(lc.status().job.id, QStringLiteral("2"));
+}
+
+// Something answers on the node's port, but our job has ended (its model server could not bind a
+// port another program holds): requests must not go to that stranger.
+void TestLifecycle::healthyStrangerOnEndedJobIsNotReady()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    for (int i = 0; i < 50 && lc.phase() != Phase::Starting; ++i)
+        rig.run(50, 50);
+    QCOMPARE(lc.phase(), Phase::Starting);
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"),
+                       exitWith(0, slurmData(QStringLiteral("scontrol-show-job-failed.out"))));
+    rig.run(3000);
+    QVERIFY(std::find(rig.phases.begin(), rig.phases.end(), Phase::Ready) == rig.phases.end());
+    QCOMPARE(out.results.size(), size_t(1));
+    QCOMPARE(out.results[0].httpStatus, 502);
+    QVERIFY2(out.results[0].message.contains(QStringLiteral("ended before the model server")),
+             qPrintable(out.results[0].message));
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+}
+
+void TestLifecycle::portZeroWaitsForReportedPort()
+{
+    Rig rig;
+    rig.config.ollama.port = 0;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(3000);
+    // Running, but the job has not set its comment yet: no tunnel to a guessed port.
+    QCOMPARE(lc.phase(), Phase::Starting);
+    QCOMPARE(rig.tunnel->opens, 0);
+    QVERIFY(out.results.empty());
+    QByteArray reported = running();
+    reported.replace("Power=", "Comment=slullama_port=31234 Power=");
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"), exitWith(0, reported));
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(rig.tunnel->opens, 1);
+    QCOMPARE(rig.tunnel->lastRemotePort, quint16(31234));
+    QCOMPARE(out.results.size(), size_t(1));
+    QVERIFY(out.results[0].ok);
+    // A rebuilt tunnel goes to the same reported port.
+    rig.tunnel->die(QStringLiteral("ssh exited with code 255"));
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(rig.tunnel->opens, 2);
+    QCOMPARE(rig.tunnel->lastRemotePort, quint16(31234));
+}
+
+void TestLifecycle::portZeroNeverReportedTimesOut()
+{
+    Rig rig;
+    rig.config.ollama.port = 0;
+    rig.config.server.bootTimeout = 10;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(11000, 500);
+    QCOMPARE(out.results.size(), size_t(1));
+    QCOMPARE(out.results[0].httpStatus, 504);
+    QVERIFY2(out.results[0].message.contains(QStringLiteral("has not reported its port")),
+             qPrintable(out.results[0].message));
+    QCOMPARE(rig.tunnel->opens, 0);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 1")), 1);
+}
+
+// A daemon killed while sbatch ran left {phase submitting, job name, token} and no job id.
+void TestLifecycle::recoverSubmission_data()
+{
+    QTest::addColumn<QByteArray>("squeue");
+    QTest::addColumn<QString>("adopted"); // empty: none, a fresh sbatch
+    QTest::addColumn<QStringList>("cancelled");
+    QTest::addRow("no job made") << QByteArray() << QString() << QStringList();
+    QTest::addRow("our job, pending")
+        << QByteArray("7|PENDING|slullama_submit=tok42\n") << QStringLiteral("7") << QStringList();
+    QTest::addRow("ours and an older orphan")
+        << QByteArray("5|RUNNING|slullama_port=30001\n7|RUNNING|slullama_submit=tok42\n")
+        << QStringLiteral("7") << QStringList {QStringLiteral("5")};
+    // The built-in template with port = 0 overwrites the comment: the newest job is kept.
+    QTest::addRow("token overwritten by the port")
+        << QByteArray("9|RUNNING|slullama_port=30001\n8|PENDING|(null)\n") << QStringLiteral("9")
+        << QStringList {QStringLiteral("8")};
+}
+
+void TestLifecycle::recoverSubmission()
+{
+    QFETCH(QByteArray, squeue);
+    QFETCH(QString, adopted);
+    QFETCH(QStringList, cancelled);
+    Rig rig;
+    rig.config.slurm.jobName = QStringLiteral("slullama-t");
+    rig.runner.respond(QStringLiteral("squeue --me -h --name=slullama-t"), exitWith(0, squeue));
+    for (const QString id : {QStringLiteral("7"), QStringLiteral("9")})
+        rig.runner.respond(QStringLiteral("scontrol show job -o ") + id, exitWith(0, running(id)));
+    SavedState saved;
+    saved.phase = QStringLiteral("submitting");
+    saved.jobName = QStringLiteral("slullama-t");
+    saved.submitToken = QStringLiteral("tok42");
+    QVERIFY(StateStore(rig.statePath()).save(saved));
+    Lifecycle &lc = rig.make();
+    lc.start();
+    QCOMPARE(lc.phase(), Phase::Submitting);
+    Outcome out;
+    lc.acquire(out.callback()); // a client of the new process, waiting meanwhile
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 0);
+    rig.run(3000);
+    QCOMPARE(rig.runner.count(QStringLiteral("squeue")), 1);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), adopted.isEmpty() ? 1 : 0);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel")), int(cancelled.size()));
+    for (const QString &id : cancelled)
+        QCOMPARE(rig.runner.count(QStringLiteral("scancel ") + id), 1);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(lc.status().job.id, adopted.isEmpty() ? QStringLiteral("1") : adopted);
+    QCOMPARE(out.results.size(), size_t(1));
+    QVERIFY(out.results[0].ok);
+    QCOMPARE(StateStore(rig.statePath()).load()->value().jobId, lc.status().job.id);
+}
+
+void TestLifecycle::recoverSubmissionWhileSlurmDown()
+{
+    Rig rig;
+    rig.runner.respond(QStringLiteral("squeue"), timedOut());
+    SavedState saved;
+    saved.phase = QStringLiteral("submitting");
+    saved.jobName = QStringLiteral("slullama");
+    saved.submitToken = QStringLiteral("tok42");
+    QVERIFY(StateStore(rig.statePath()).save(saved));
+    Lifecycle &lc = rig.make();
+    lc.start();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(1000);
+    // No second job while Slurm cannot say whether the first exists: a prompt 503 instead.
+    QCOMPARE(out.results.size(), size_t(1));
+    QCOMPARE(out.results[0].httpStatus, 503);
+    QVERIFY(out.results[0].message.contains(QStringLiteral("Slurm controller unreachable")));
+    rig.run(30000, 1000);
+    QVERIFY(rig.runner.count(QStringLiteral("squeue")) >= 3);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 0);
+    QVERIFY(rig.stateFileExists());
+    QCOMPARE(lc.phase(), Phase::Submitting);
+    // Slurm is back and knows the job: adopted, one job.
+    rig.runner.respond(QStringLiteral("squeue"), exitWith(0, "1|RUNNING|slullama_submit=tok42\n"));
+    Outcome again;
+    lc.acquire(again.callback());
+    rig.run(15000, 1000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(again.results.size(), size_t(1));
+    QVERIFY(again.results[0].ok);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 0);
+}
+
+// boot_timeout fires while sbatch still runs: the waiter gets its 504 at once, but the state file
+// names the submission until the job sbatch then returns is cancelled.
+void TestLifecycle::bootTimeoutDuringSbatchKeepsTheSubmission()
+{
+    Rig rig;
+    rig.config.server.bootTimeout = 10;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.clock.advance(10001); // sbatch not answered yet
+    QCOMPARE(out.results.size(), size_t(1));
+    QCOMPARE(out.results[0].httpStatus, 504);
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+    const auto kept = StateStore(rig.statePath()).load();
+    QVERIFY(kept && kept->has_value());
+    QCOMPARE(kept->value().phase, QStringLiteral("submitting"));
+    QVERIFY(!kept->value().submitToken.isEmpty());
+    QVERIFY(rig.runner.answer(QStringLiteral("sbatch"), exitWith(0, "8\n")));
+    QCOMPARE(rig.runner.pending(QStringLiteral("scancel 8")), 1);
+    QVERIFY(rig.stateFileExists()); // until Slurm confirms
+    rig.settle();
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 8")), 1);
+    QVERIFY(!rig.stateFileExists());
+    QCOMPARE(lc.phase(), Phase::Sleeping);
 }
 
 QTEST_GUILESS_MAIN(TestLifecycle)

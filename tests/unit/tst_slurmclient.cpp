@@ -43,12 +43,17 @@ private slots:
     void formatDuration();
     void secondsLeft();
     void stderrClassifiers();
+    void parseSqueueJobs();
+    void reportedPort_data();
+    void reportedPort();
 
     void submitArgumentsAndTimeout();
+    void submitWithCommentAndListJobs();
     void submitOutcomes_data();
     void submitOutcomes();
     void showJobInvalidIdIsGone();
     void showJobUnreachable();
+    void controllerDownIsUnreachable();
     void cancelTreatsUnknownJobAsCancelled();
     void setTimeLimitDenied();
 
@@ -232,6 +237,16 @@ void TestSlurmClient::nodeFromNodeList_data()
     QTest::addRow("empty") << ""
                            << ""
                            << "";
+    // Regression (tests/fuzz/fuzz_slurm): the node is ssh's destination argument.
+    QTest::addRow("option-like batch host") << "-oProxyCommand=x"
+                                            << "vm"
+                                            << "";
+    QTest::addRow("unbalanced brackets") << ""
+                                         << "a],b[1"
+                                         << "";
+    QTest::addRow("words") << "gpu1 extra"
+                           << ""
+                           << "";
 }
 
 void TestSlurmClient::nodeFromNodeList()
@@ -260,6 +275,9 @@ void TestSlurmClient::parseDuration_data()
     QTest::addRow("partition limit") << "Partition_Limit" << qint64(-1);
     QTest::addRow("empty") << "" << qint64(-1);
     QTest::addRow("junk") << "1:2:3:4" << qint64(-1);
+    // Regression (tests/fuzz/fuzz_slurm): signed overflow on long digit strings.
+    QTest::addRow("overflowing days") << "155555555555555-0" << qint64(-1);
+    QTest::addRow("overflowing minutes") << "99999999999999999999" << qint64(-1);
 }
 
 void TestSlurmClient::parseDuration()
@@ -418,6 +436,36 @@ void TestSlurmClient::showJobUnreachable()
              QStringLiteral("Slurm controller unreachable (scontrol did not answer within 20 s)"));
 }
 
+void TestSlurmClient::controllerDownIsUnreachable()
+{
+    FakeProcessRunner runner;
+    SlurmClient client(SlurmConfig {}, &runner);
+    QObject context;
+    std::vector<SlurmOutcome> got;
+    const auto keep = [&](const SlurmOutcome &o, const QString &) { got.push_back(o); };
+    // Captured on the bed with slurmctld stopped: sbatch gives up after about 9 s, exit 1.
+    client.submit(QStringLiteral("/j.sh"), &context, keep);
+    runner.answer(QStringLiteral("sbatch"),
+                  exitWith(1, {},
+                           "sbatch: error: Batch job submission failed: Unable to contact slurm "
+                           "controller (connect failure)\n"));
+    // A command killed at the timeout: what it printed before says why (munged stopped here).
+    client.submit(QStringLiteral("/j.sh"), &context, keep);
+    ProcessResult hung = timedOut();
+    hung.stderrData
+        = "sbatch: error: Munge encode failed: Failed to connect to \"/x/munge.socket.2\": "
+          "Connection refused (retrying ...)\n";
+    runner.answer(QStringLiteral("sbatch"), hung);
+    QCOMPARE(got.size(), size_t(2));
+    QCOMPARE(got[0].failure, SlurmFailure::Unreachable);
+    QVERIFY2(got[0].message.startsWith(QStringLiteral("Slurm controller unreachable (sbatch")),
+             qPrintable(got[0].message));
+    QVERIFY(got[0].message.contains(QStringLiteral("connect failure")));
+    QCOMPARE(got[1].failure, SlurmFailure::Unreachable);
+    QVERIFY2(got[1].message.contains(QStringLiteral("it said: sbatch: error: Munge encode failed")),
+             qPrintable(got[1].message));
+}
+
 void TestSlurmClient::cancelTreatsUnknownJobAsCancelled()
 {
     FakeProcessRunner runner;
@@ -536,6 +584,90 @@ void TestSlurmClient::qprocessRunnerNoCallbackAfterContextDies()
     // Context gone: the process was killed with it and the callback never runs.
     QTest::qWait(100);
     QVERIFY(!called);
+}
+
+void TestSlurmClient::parseSqueueJobs()
+{
+    // Captured: squeue --me -h --name=N -o '%i|%T|%k' (Slurm 22.05.8).
+    const QByteArray out = "13|PENDING|slullama_submit=abc123\n14|RUNNING|(null)\n"
+                           "15_2|RUNNING|a|b c\nwarning: something\n\n";
+    const QList<JobSummary> jobs = slurm::parseSqueueJobs(out);
+    QCOMPARE(jobs.size(), 3);
+    QCOMPARE(jobs[0],
+             (JobSummary {QStringLiteral("13"), QStringLiteral("PENDING"),
+                          QStringLiteral("slullama_submit=abc123")}));
+    QCOMPARE(jobs[1].comment, QStringLiteral("(null)"));
+    QCOMPARE(jobs[2].id, QStringLiteral("15_2"));
+    QCOMPARE(jobs[2].comment, QStringLiteral("a|b c"));
+    QVERIFY(slurm::parseSqueueJobs(QByteArray()).isEmpty());
+}
+
+void TestSlurmClient::reportedPort_data()
+{
+    QTest::addColumn<QString>("comment");
+    QTest::addColumn<int>("port"); // 0: none
+    QTest::addRow("template") << "slullama_port=31234" << 31234;
+    QTest::addRow("among other words") << "x=1 slullama_port=8080" << 8080;
+    QTest::addRow("unset") << "(null)" << 0;
+    QTest::addRow("submit token only") << "slullama_submit=abc" << 0;
+    QTest::addRow("out of range") << "slullama_port=70000" << 0;
+    QTest::addRow("zero") << "slullama_port=0" << 0;
+    QTest::addRow("not a number") << "slullama_port=12ab" << 0;
+    QTest::addRow("other prefix") << "xslullama_port=1234" << 0;
+}
+
+void TestSlurmClient::reportedPort()
+{
+    QFETCH(QString, comment);
+    QFETCH(int, port);
+    const auto got = slurm::reportedPort(comment);
+    QCOMPARE(got.has_value(), port != 0);
+    if (got)
+        QCOMPARE(int(*got), port);
+}
+
+void TestSlurmClient::submitWithCommentAndListJobs()
+{
+    SlurmConfig config;
+    config.commandTimeout = 3;
+    FakeProcessRunner runner;
+    SlurmClient slurm(config, &runner);
+    QObject context;
+    QString jobId;
+    slurm.submit(
+        QStringLiteral("/x/job.sh"), &context,
+        [&](const SlurmOutcome &, const QString &id) { jobId = id; },
+        QStringLiteral("slullama_submit=t1"));
+    QCOMPARE(
+        runner.calls.back()->arguments,
+        (QStringList {QStringLiteral("--parsable"), QStringLiteral("--comment=slullama_submit=t1"),
+                      QStringLiteral("/x/job.sh")}));
+    QVERIFY(runner.answer(QStringLiteral("sbatch"), exitWith(0, "42\n")));
+    QCOMPARE(jobId, QStringLiteral("42"));
+
+    QList<JobSummary> listed;
+    SlurmOutcome outcome;
+    slurm.listJobs(QStringLiteral("my job"), &context,
+                   [&](const SlurmOutcome &o, const QList<JobSummary> &jobs) {
+                       outcome = o;
+                       listed = jobs;
+                   });
+    QCOMPARE(runner.calls.back()->program, QStringLiteral("squeue"));
+    QCOMPARE(
+        runner.calls.back()->arguments,
+        (QStringList {QStringLiteral("--me"), QStringLiteral("-h"), QStringLiteral("--name=my job"),
+                      QStringLiteral("-o"), QStringLiteral("%i|%T|%k")}));
+    QCOMPARE(runner.calls.back()->timeoutMs, 3000);
+    QVERIFY(
+        runner.answer(QStringLiteral("squeue"), exitWith(0, "42|RUNNING|slullama_submit=t1\n")));
+    QVERIFY(outcome.ok());
+    QCOMPARE(listed.size(), 1);
+    QCOMPARE(listed[0].id, QStringLiteral("42"));
+
+    slurm.listJobs(QStringLiteral("x"), &context,
+                   [&](const SlurmOutcome &o, const QList<JobSummary> &) { outcome = o; });
+    QVERIFY(runner.answer(QStringLiteral("squeue"), timedOut()));
+    QCOMPARE(outcome.failure, SlurmFailure::Unreachable);
 }
 
 QTEST_GUILESS_MAIN(TestSlurmClient)

@@ -10,6 +10,7 @@
 #include <QProcess>
 #include <QRegularExpression>
 #include <QSignalSpy>
+#include <QStandardPaths>
 #include <QTcpServer>
 #include <QTcpSocket>
 #include <QTemporaryDir>
@@ -168,6 +169,7 @@ private Q_SLOTS:
     void twoHundredConcurrentConnections();
     void largeTransferChecksum();
     void sshConfigAlias();
+    void proxyCommandFromSshConfig();
     void unknownHostKeyRefused();
     void unknownHostKeyAccepted();
     void changedHostKeyRefused();
@@ -389,6 +391,43 @@ void TestSshTunnel::sshConfigAlias()
     QVERIFY(httpGet(tunnel.localPort(), "/alias").endsWith("GET /alias HTTP/1.1"));
 }
 
+void TestSshTunnel::proxyCommandFromSshConfig()
+{
+    // libssh 0.10 turns ProxyJump into this kind of ProxyCommand (OpenSSH's `ssh -W`); here the
+    // jump is spelled out so the inner ssh uses the test's key and known_hosts, not the user's.
+    // The alias's own HostName does not resolve: only the ProxyCommand reaches the sshd.
+    const QString ssh = QStandardPaths::findExecutable(QStringLiteral("ssh"));
+    if (ssh.isEmpty())
+        QSKIP("no OpenSSH ssh for the ProxyCommand");
+    const QByteArray port = m_bed.value(QStringLiteral("BED_SSH_PORT")).toUtf8();
+    const QByteArray user = m_bed.value(QStringLiteral("BED_USER")).toUtf8();
+    const QString config = m_dir.filePath(QStringLiteral("jump_config"));
+    QVERIFY(writeFile(config, "Host bedjumped\n  HostName bedjumped.invalid\n  Port 1\n  User " + user
+                                  + "\n  IdentityFile " + m_key.toUtf8() + "\n  ProxyCommand " + ssh.toUtf8()
+                                  + " -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes"
+                                    " -o UserKnownHostsFile="
+                                  + m_knownHosts.toUtf8() + " -i " + m_key.toUtf8() + " -p " + port + " -l " + user
+                                  + " -W 127.0.0.1:" + port + " 127.0.0.1\n"));
+    // The head node's key as known under the alias's name (what the tunnel checks).
+    const QList<QByteArray> parts = m_hostKeyLine.split(' ');
+    const QString known = m_dir.filePath(QStringLiteral("known_hosts_jump"));
+    QVERIFY(writeFile(known, "[bedjumped.invalid]:1 " + parts.value(0) + ' ' + parts.value(1) + '\n'));
+
+    SshTunnelSettings s = settings();
+    s.host = QStringLiteral("bedjumped");
+    s.sshPort = 0;
+    s.identityFile.clear();
+    s.sshConfigFile = config;
+    s.knownHosts = known;
+    SshTunnel tunnel;
+    tunnel.start(s);
+    QVERIFY(waitConnected(tunnel));
+    QVERIFY(httpGet(tunnel.localPort(), "/jumped").endsWith("GET /jumped HTTP/1.1"));
+    // More channels over the same ProxyCommand pipe.
+    for (int i = 0; i < 5; ++i)
+        QVERIFY(httpGet(tunnel.localPort(), "/jumped/" + QByteArray::number(i)).endsWith(" HTTP/1.1"));
+}
+
 void TestSshTunnel::unknownHostKeyRefused()
 {
     const QString known = m_dir.filePath(QStringLiteral("known_hosts_refuse"));
@@ -604,11 +643,14 @@ void TestSshTunnel::busyLocalPort()
 
 void TestSshTunnel::remotePortClosed()
 {
-    QTcpServer gone;
-    QVERIFY(gone.listen(QHostAddress::LocalHost, 0));
+    // Port 1 (tcpmux): only root may listen there, so unlike a just-freed ephemeral port it
+    // cannot be taken by whatever else runs on this machine meanwhile.
+    QTcpSocket probe;
+    probe.connectToHost(QHostAddress::LocalHost, 1);
+    if (probe.waitForConnected(2000))
+        QSKIP("something listens on 127.0.0.1:1");
     SshTunnelSettings s = settings();
-    s.remotePort = gone.serverPort();
-    gone.close(); // nothing listens there any more
+    s.remotePort = 1;
     SshTunnel tunnel;
     QSignalSpy errors(&tunnel, &SshTunnel::errorOccurred);
     tunnel.start(s);

@@ -12,6 +12,7 @@ class TestStateStore final : public QObject
 
 private slots:
     void defaultPath();
+    void stateDirectoryFromSystemd();
     void missingFileIsNoState();
     void roundTrip();
     void overwriteAndClear();
@@ -26,6 +27,29 @@ void TestStateStore::defaultPath()
     QCOMPARE(StateStore::defaultPath(config), QStringLiteral("/var/tmp/sl/daemon-state.json"));
     config.server.stateFile = QStringLiteral("/run/x.json");
     QCOMPARE(StateStore::defaultPath(config), QStringLiteral("/run/x.json"));
+}
+
+void TestStateStore::stateDirectoryFromSystemd()
+{
+    Config config;
+    config.server.logDir = QStringLiteral("/var/tmp/sl");
+    QProcessEnvironment env;
+    env.insert(QStringLiteral("STATE_DIRECTORY"), QStringLiteral("/var/lib/slullama:/var/lib/x"));
+    auto withEnv = applyEnvironment(config, env);
+    QVERIFY(withEnv);
+    QCOMPARE(StateStore::defaultPath(*withEnv),
+             QStringLiteral("/var/lib/slullama/daemon-state.json"));
+    // An explicit state_file wins over systemd's directory.
+    config.server.stateFile = QStringLiteral("/run/x.json");
+    withEnv = applyEnvironment(config, env);
+    QVERIFY(withEnv);
+    QCOMPARE(StateStore::defaultPath(*withEnv), QStringLiteral("/run/x.json"));
+    // Unset (or empty): log_dir as before.
+    config.server.stateFile.clear();
+    env.insert(QStringLiteral("STATE_DIRECTORY"), QString());
+    withEnv = applyEnvironment(config, env);
+    QVERIFY(withEnv);
+    QCOMPARE(StateStore::defaultPath(*withEnv), QStringLiteral("/var/tmp/sl/daemon-state.json"));
 }
 
 void TestStateStore::missingFileIsNoState()
@@ -49,6 +73,8 @@ void TestStateStore::roundTrip()
     state.since = QDateTime(QDate(2026, 3, 4), QTime(5, 6, 7, 89), Qt::UTC);
     state.phase = QStringLiteral("ready");
     state.daemonPid = 1234;
+    state.jobName = QStringLiteral("slullama-x");
+    state.submitToken = QStringLiteral("abc123");
     const auto saved = store.save(state);
     QVERIFY2(saved, qPrintable(saved.error()));
     const auto loaded = store.load();
@@ -59,6 +85,7 @@ void TestStateStore::roundTrip()
     QCOMPARE(loaded->value().since, state.since);
     QCOMPARE(loaded->value().phase, state.phase);
     QCOMPARE(loaded->value().daemonPid, state.daemonPid);
+    QCOMPARE(loaded->value(), state);
 
     QFile raw(store.path());
     QVERIFY(raw.open(QIODevice::ReadOnly));

@@ -191,6 +191,22 @@ private slots:
         QCOMPARE(status->keepAliveEffective, status->keepAlive);
     }
 
+    // Regression (tests/fuzz/fuzz_status): numbers beyond qint64 were converted anyway
+    // (undefined behaviour; INT64_MIN on x86). Any server on the port may send them.
+    void hugeNumbersFallBack()
+    {
+        const auto status = Status::fromJson(
+            R"({"phase":"starting","uptime_seconds":1e300,"request_count":1e19,)"
+            R"("idle_seconds":-1e300,"seconds_until_sleep":9.3e18,"active_requests":1e300})");
+        QVERIFY2(status.hasValue(), qPrintable(status.error()));
+        QCOMPARE(status->uptimeSeconds, qint64(0));
+        QCOMPARE(status->requestCount, qint64(0));
+        QCOMPARE(status->idleSeconds, qint64(-1));
+        QCOMPARE(status->secondsUntilSleep, qint64(-1));
+        QCOMPARE(status->activeRequests, 0);
+        QCOMPARE(status->phase, Phase::Starting);
+    }
+
     void rejects_data()
     {
         QTest::addColumn<QByteArray>("json");

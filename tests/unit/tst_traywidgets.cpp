@@ -356,6 +356,28 @@ private slots:
                  QFileDevice::Permissions());
     }
 
+    void savingATokenMakesAReadableFilePrivate()
+    {
+        const QString path = m_dir.path() + QStringLiteral("/shared.toml");
+        QFile f(path);
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write("[slurm]\npartition = \"gpu\"\n");
+        f.close();
+        const auto readable = QFile::ReadOwner | QFile::WriteOwner | QFile::ReadGroup | QFile::ReadOther;
+        QVERIFY(QFile::setPermissions(path, readable));
+
+        ClientConfig client;
+        client.host = QStringLiteral("a@h");
+        QVERIFY(writeClientSection(path, client)); // no token: left as it was
+        QCOMPARE(QFile::permissions(path) & (QFile::ReadGroup | QFile::ReadOther),
+                 QFile::ReadGroup | QFile::ReadOther);
+        client.token = QStringLiteral("secret");
+        QVERIFY(writeClientSection(path, client));
+        QCOMPARE(QFile::permissions(path) & (QFile::ReadGroup | QFile::ReadOther),
+                 QFileDevice::Permissions());
+        QVERIFY(readFile(path).contains(QStringLiteral("partition = \"gpu\"")));
+    }
+
     void settingsDialogRefusesEmptyHost()
     {
         const QString path = m_dir.path() + QStringLiteral("/empty.toml");

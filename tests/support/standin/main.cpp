@@ -143,7 +143,9 @@ int serve(QCoreApplication &app)
         logLine(QStringLiteral("stand-in cold start: listening in %1 ms").arg(settings.startupDelayMs));
         QTimer::singleShot(settings.startupDelayMs, &app, start);
     } else {
-        start();
+        // From the event loop: QCoreApplication::exit(1) on a taken port is ignored before exec(),
+        // and ollama exits when it cannot listen.
+        QTimer::singleShot(0, &app, start);
     }
     return app.exec();
 }
