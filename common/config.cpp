@@ -452,6 +452,9 @@ const QList<SectionSpec> &sections()
              key("known_hosts", [](const toml::node &n, Config &c) {
                  return readString(n, &c.client.knownHosts, checkSingleLine);
              }),
+             key("inject_token", [](const toml::node &n, Config &c) {
+                 return readBool(n, &c.client.injectToken);
+             }),
          }},
     };
     return specs;
@@ -930,6 +933,7 @@ QString describeConfig(const Config &c)
     line("ssh_port", QString::number(c.client.sshPort));
     line("identity_file", tomlString(c.client.identityFile));
     line("known_hosts", tomlString(c.client.knownHosts));
+    line("inject_token", tomlBool(c.client.injectToken));
     return out;
 }
 

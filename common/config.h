@@ -91,6 +91,9 @@ struct ClientConfig
     quint16 sshPort = 0;                    // 0 = from ~/.ssh/config, else 22
     QString identityFile;                   // empty = agent and ~/.ssh/config / default keys
     QString knownHosts;                     // empty = ~/.ssh/known_hosts
+    // new: the tunnel adds "Authorization: Bearer <token>" to requests that carry none, so
+    // tools that know nothing of tokens work through it (only when token is set)
+    bool injectToken = true;
 };
 
 struct Config

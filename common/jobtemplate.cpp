@@ -41,8 +41,13 @@ ${models_env}
 port=${ollama_port}
 if [ "$$port" = 0 ]; then
     # ollama.port = 0: pick a free port on this node and report it in the job's comment.
+    # Below the kernel's ephemeral range: a port some outgoing connection uses locally refuses
+    # connections (so it looks free) but cannot be listened on.
+    ephemeral_low=32768
+    read -r ephemeral_low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    [ "$$ephemeral_low" -gt 21024 ] 2>/dev/null || ephemeral_low=32768
     for attempt in $$(seq 1 100); do
-        candidate=$$((20000 + RANDOM % 40000))
+        candidate=$$((20000 + RANDOM % (ephemeral_low - 20000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$$candidate") 2>/dev/null; then
             port=$$candidate
             break

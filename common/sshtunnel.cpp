@@ -16,6 +16,8 @@ SshTunnelSettings SshTunnelSettings::fromConfig(const ClientConfig &client)
     s.knownHosts = client.knownHosts;
     s.remotePort = client.serverPort;
     s.localPort = client.localPort;
+    if (client.injectToken)
+        s.injectToken = client.token;
     return s;
 }
 

@@ -30,6 +30,9 @@ struct SshTunnelSettings
     int keepAliveSeconds = 30;
     int connectTimeoutSeconds = 20;
     int maxBackoffSeconds = 30;
+    // Added as "Authorization: Bearer <token>" to every request head that has no Authorization
+    // header (see RequestHeadInjector); empty = bytes pass unchanged. Never logged.
+    QString injectToken;
 
     static SshTunnelSettings fromConfig(const ClientConfig &client);
 };

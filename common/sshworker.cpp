@@ -1,6 +1,7 @@
 #include "sshworker.h"
 
 #include "logging.h"
+#include "requestheadinjector.h"
 
 #include <QByteArray>
 #include <QDir>
@@ -118,6 +119,7 @@ struct SshWorker::Conn
     short revents = 0;
     std::string toLocal;  // read from the channel, not yet taken by the local socket
     std::string toRemote; // read from the local socket, not yet taken by the channel window
+    std::unique_ptr<RequestHeadInjector> injector; // only with a token to add
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -152,6 +154,14 @@ SshWorker::SshWorker(SshTunnel *tunnel, quint64 generation, SshTunnelSettings se
       m_shared(std::move(shared)),
       m_buf(kBufferSize)
 {
+    if (!m_settings.injectToken.isEmpty()) {
+        m_injectValue = "Bearer " + m_settings.injectToken.toUtf8();
+        if (!RequestHeadInjector("Authorization", m_injectValue).isEnabled()) {
+            qCWarning(lcTunnel) << "the token contains a control character: not added to requests";
+            m_injectValue.fill('\0');
+            m_injectValue.clear();
+        }
+    }
 }
 
 SshWorker::~SshWorker()
@@ -163,6 +173,7 @@ SshWorker::~SshWorker()
         ssh_key_free(m_key);
     for (QByteArray &p : m_passphrases)
         p.fill('\0');
+    m_injectValue.fill('\0');
 }
 
 void SshWorker::report(SshTunnel::State state, const QString &error)
@@ -1016,6 +1027,8 @@ void SshWorker::acceptConnections()
         auto *c = new Conn;
         c->worker = this;
         c->fd = fd;
+        if (!m_injectValue.isEmpty())
+            c->injector = std::make_unique<RequestHeadInjector>("Authorization", m_injectValue);
         c->peerPort = ntohs(peer.sin_port);
         c->channel = ssh_channel_new(m_session);
         m_conns.push_back(c);
@@ -1091,6 +1104,29 @@ void SshWorker::pumpLocalToRemote(Conn *c)
         m_shared->bytesUp.fetch_add(quint64(rc), std::memory_order_relaxed);
         return size_t(rc);
     };
+    // Filtered bytes go to the channel as far as its window allows; the rest waits in toRemote
+    // (a head grows by the added header, so it may not fit the window the read was sized for).
+    // Body bytes are written straight from the read buffer.
+    const auto forwardFiltered = [this, c, &writeChannel](QByteArrayView in) -> bool {
+        while (!in.isEmpty()) {
+            const RequestHeadInjector::Piece piece = c->injector->next(in);
+            in = in.sliced(piece.consumed);
+            size_t written = 0;
+            if (c->toRemote.empty() && !piece.bytes.isEmpty()) {
+                written = writeChannel(piece.bytes.data(), size_t(piece.bytes.size()));
+                if (c->dead)
+                    return false;
+            }
+            c->toRemote.append(piece.bytes.data() + written, size_t(piece.bytes.size()) - written);
+        }
+        if (c->toRemote.empty())
+            return true;
+        if (!c->windowBlocked) {
+            c->windowBlocked = true;
+            m_blocked.push_back(c);
+        }
+        return false;
+    };
     if (!c->toRemote.empty()) {
         const size_t n = writeChannel(c->toRemote.data(), c->toRemote.size());
         c->toRemote.erase(0, n);
@@ -1114,7 +1150,12 @@ void SshWorker::pumpLocalToRemote(Conn *c)
             return;
         }
         const ssize_t n = ::recv(c->fd, m_buf.data(), std::min<size_t>(m_buf.size(), window), 0);
-        if (n > 0) {
+        if (n > 0 && c->injector) {
+            if (!forwardFiltered(QByteArrayView(m_buf.data(), n)))
+                return;
+            if (size_t(n) < std::min<size_t>(m_buf.size(), window))
+                break;
+        } else if (n > 0) {
             const size_t written = writeChannel(m_buf.data(), size_t(n));
             if (c->dead)
                 return;
@@ -1130,6 +1171,9 @@ void SshWorker::pumpLocalToRemote(Conn *c)
                 break; // drained the socket for now
         } else if (n == 0) {
             c->localEof = true;
+            // An unfinished head the injector held back still belongs to the peer.
+            if (c->injector && !forwardFiltered(c->injector->finish()))
+                return;
         } else {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                 break;

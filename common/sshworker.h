@@ -8,6 +8,7 @@
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
 
+#include <QByteArray>
 #include <QHash>
 
 #include <atomic>
@@ -135,6 +136,7 @@ private:
     bool m_listenReady = false;
     bool m_woken = false;
     std::vector<char> m_buf;
+    QByteArray m_injectValue; // "Bearer <token>" for RequestHeadInjector; empty = none. Never logged.
     std::chrono::steady_clock::time_point m_lastChannelError{};
 };
 

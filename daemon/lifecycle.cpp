@@ -121,8 +121,7 @@ void Lifecycle::setPhase(Phase phase, const QString &why)
 void Lifecycle::saveState()
 {
     // Without a job id only a submission in progress is worth keeping: sbatch may have made a
-    // job whose id a crash would lose.
-    // An sbatch still running for an abandoned boot counts too, until its job is cancelled.
+    // job whose id a crash would lose (also an abandoned boot's sbatch, until its job is gone).
     const bool submitting = m_jobId.isEmpty() && !m_submitToken.isEmpty()
         && (m_phase == Phase::Submitting || m_submitsInFlight > 0);
     if (m_jobId.isEmpty() && !submitting) {

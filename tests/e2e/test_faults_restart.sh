@@ -96,7 +96,8 @@ start_daemon "$held_config"
 chat_bg lost-client3
 wait_phase queued 30
 held=$(status_field .job.id)
-assert_match "$(status_field .job.pending_reason)" 'Held' 'pending reason'
+_held() { [[ $(status_field .job.pending_reason) == *Held* ]]; }
+wait_until 20 _held || fail "job $held is not held: $(daemon_status)"
 kill_daemon queued
 start_daemon "$plain_config"
 wait_phase queued 30

@@ -57,6 +57,7 @@ QString fieldValue(const Config &c, const QString &key)
         FIELD("client.ssh_port", QString::number(c.client.sshPort)),
         FIELD("client.identity_file", c.client.identityFile),
         FIELD("client.known_hosts", c.client.knownHosts),
+        FIELD("client.inject_token", QString::number(c.client.injectToken)),
     };
     const auto it = fields.constFind(key);
     if (it == fields.constEnd())
@@ -141,6 +142,7 @@ private slots:
         row("ssh.port", "22");
         row("ssh.program", "ssh");
         row("client.ssh_port", "0");
+        row("client.inject_token", "1");
     }
 
     void defaults()
@@ -230,6 +232,7 @@ private slots:
         row("client.ssh_port", "2022");
         row("client.identity_file", "/home/me/.ssh/id_ed25519");
         row("client.known_hosts", "/home/me/.ssh/known_hosts2");
+        row("client.inject_token", "0");
     }
 
     void allKeys()
@@ -477,6 +480,8 @@ private slots:
         row("client port zero", "[client]\nlocal_port = 0\n", "client.local_port", ":2:14",
             "1..65535");
         row("ssh port", "[ssh]\nport = 99999\n", "ssh.port", ":2:8", "got 99999");
+        row("inject_token wrong type", "[client]\ninject_token = \"no\"\n", "client.inject_token",
+            ":2:16", "expected");
         row("ollama port negative", "[ollama]\nport = -5\n", "ollama.port", ":2:8",
             "0..65535");
         row("unknown keep_alive", "[slurm]\nkeep_alive = \"sometimes\"\n", "slurm.keep_alive",

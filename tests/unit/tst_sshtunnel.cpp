@@ -197,7 +197,9 @@ private:
 
 void TestSshTunnel::initTestCase()
 {
-    const QString envFile = qEnvironmentVariable("SLULLAMA_BED_ENV", QStringLiteral("/tmp/slullama-bed/bed.env"));
+    // The same bed the e2e suites use: SLULLAMA_BED_ENV, else $SLULLAMA_BED_DIR/bed.env.
+    const QString bedDir = qEnvironmentVariable("SLULLAMA_BED_DIR", QStringLiteral("/tmp/slullama-bed"));
+    const QString envFile = qEnvironmentVariable("SLULLAMA_BED_ENV", bedDir + QStringLiteral("/bed.env"));
     m_bed = readBedEnv(envFile);
     if (m_bed.value(QStringLiteral("BED_SSH_PORT")).isEmpty())
         QSKIP(qPrintable(QStringLiteral("no test bed (%1); run tests/cluster/up").arg(envFile)));
