@@ -390,6 +390,9 @@ const QList<SectionSpec> &sections()
              key("poll_interval", [](const toml::node &n, Config &c) {
                  return readNumber(n, &c.slurm.pollInterval, Bound::Positive);
              }),
+             key("handover_lead", [](const toml::node &n, Config &c) {
+                 return readNumber(n, &c.slurm.handoverLead, Bound::NonNegative);
+             }),
          }},
         {"ollama",
          {
@@ -427,6 +430,9 @@ const QList<SectionSpec> &sections()
              }),
              key("program", [](const toml::node &n, Config &c) {
                  return readString(n, &c.ssh.program, checkNonEmptyLine);
+             }),
+             key("interactive", [](const toml::node &n, Config &c) {
+                 return readBool(n, &c.ssh.interactive);
              }),
          }},
         {"client",
@@ -908,6 +914,7 @@ QString describeConfig(const Config &c)
     line("job_name", tomlString(c.slurm.jobName));
     line("command_timeout", tomlNumber(c.slurm.commandTimeout));
     line("poll_interval", tomlNumber(c.slurm.pollInterval));
+    line("handover_lead", tomlNumber(c.slurm.handoverLead));
 
     out += QStringLiteral("\n[ollama]\n");
     line("port", QString::number(c.ollama.port));
@@ -924,6 +931,7 @@ QString describeConfig(const Config &c)
     line("options", tomlList(c.ssh.options));
     line("user", tomlString(c.ssh.user));
     line("program", tomlString(c.ssh.program));
+    line("interactive", tomlBool(c.ssh.interactive));
 
     out += QStringLiteral("\n[client]\n");
     line("host", tomlString(c.client.host));

@@ -58,6 +58,9 @@ struct SlurmConfig
     QString jobName = QStringLiteral("slullama");
     double commandTimeout = 20;             // seconds any Slurm command may take
     double pollInterval = 1;                // seconds between job state polls while booting
+    // Minimum seconds before the time limit at which a job in use that cannot be extended gets
+    // a successor submitted (the last boot x 1.5 when longer); 0 = no hand-over.
+    double handoverLead = 300;
 };
 
 struct OllamaConfig
@@ -71,7 +74,7 @@ struct OllamaConfig
     QStringList prePull;
 };
 
-// new: the head node -> compute node hop (OpenSSH `ssh -N -L`).
+// new: the head node -> compute node hop (OpenSSH `ssh -L`, see daemon/nodetunnel.h).
 struct SshConfig
 {
     quint16 port = 22;
@@ -79,6 +82,9 @@ struct SshConfig
     QStringList options;                    // extra `-o` options
     QString user;                           // empty = current user
     QString program = QStringLiteral("ssh");
+    // true: the forward rides a pty session running a remote sleeper (sshd sets TCP_NODELAY only
+    // for interactive sessions); false: plain `ssh -N`, for nodes that refuse ptys or shells
+    bool interactive = true;
 };
 
 struct ClientConfig

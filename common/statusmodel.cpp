@@ -79,7 +79,7 @@ std::optional<Phase> phaseFromName(const QString &name)
 
 QJsonObject Status::toJson() const
 {
-    QJsonObject jobObject{
+    QJsonObject jobObject {
         {QStringLiteral("id"), stringOrNull(job.id)},
         {QStringLiteral("state"), stringOrNull(job.state)},
         {QStringLiteral("node"), stringOrNull(job.node)},
@@ -87,20 +87,31 @@ QJsonObject Status::toJson() const
         {QStringLiteral("pending_reason"), stringOrNull(job.pendingReason)},
         {QStringLiteral("expected_start"), stringOrNull(job.expectedStart)},
     };
-    QJsonObject configObject{
+    QJsonObject configObject {
         {QStringLiteral("partition"), partition},
         {QStringLiteral("gres"), gres},
         {QStringLiteral("ollama_port"), ollamaPort},
         {QStringLiteral("keep_alive"), keepAlive},
     };
-    QJsonObject lastBoot{
-        {QStringLiteral("at"), lastBootAt.isValid()
-                                   ? QJsonValue(lastBootAt.toUTC().toString(Qt::ISODate))
-                                   : QJsonValue(QJsonValue::Null)},
+    QJsonObject lastBoot {
+        {QStringLiteral("at"),
+         lastBootAt.isValid() ? QJsonValue(lastBootAt.toUTC().toString(Qt::ISODate))
+                              : QJsonValue(QJsonValue::Null)},
         {QStringLiteral("seconds"),
          lastBootSeconds >= 0 ? QJsonValue(lastBootSeconds) : QJsonValue(QJsonValue::Null)},
     };
-    return QJsonObject{
+    QJsonValue handoverValue(QJsonValue::Null);
+    if (handover.active()) {
+        handoverValue = QJsonObject {
+            {QStringLiteral("stage"), handover.stage},
+            {QStringLiteral("successor_job_id"), stringOrNull(handover.successorJobId)},
+            {QStringLiteral("state"), stringOrNull(handover.successorState)},
+            {QStringLiteral("node"), stringOrNull(handover.successorNode)},
+            {QStringLiteral("old_job_id"), stringOrNull(handover.oldJobId)},
+            {QStringLiteral("message"), stringOrNull(handover.message)},
+        };
+    }
+    return QJsonObject {
         {QStringLiteral("version"), version},
         {QStringLiteral("uptime_seconds"), uptimeSeconds},
         {QStringLiteral("request_count"), requestCount},
@@ -116,6 +127,7 @@ QJsonObject Status::toJson() const
         {QStringLiteral("last_error"), stringOrNull(lastError)},
         {QStringLiteral("last_end_reason"), stringOrNull(lastEndReason)},
         {QStringLiteral("last_boot"), lastBoot},
+        {QStringLiteral("handover"), handoverValue},
     };
 }
 
@@ -181,6 +193,30 @@ Result<Status> Status::fromJson(const QByteArray &json)
     if (!at.isEmpty())
         s.lastBootAt = QDateTime::fromString(at, Qt::ISODate);
     s.lastBootSeconds = readDouble(lastBoot, "seconds", -1);
+
+    const QJsonObject handover = root.value(QLatin1String("handover")).toObject();
+    s.handover.stage = readString(handover, "stage");
+    s.handover.successorJobId = readString(handover, "successor_job_id");
+    s.handover.successorState = readString(handover, "state");
+    s.handover.successorNode = readString(handover, "node");
+    s.handover.oldJobId = readString(handover, "old_job_id");
+    s.handover.message = readString(handover, "message");
+
+    const QJsonObject usage = root.value(QLatin1String("usage")).toObject();
+    s.usageToday.user = readString(usage, "user");
+    if (!s.usageToday.user.isEmpty()) {
+        const QJsonObject today = usage.value(QLatin1String("users"))
+                                      .toObject()
+                                      .value(s.usageToday.user)
+                                      .toObject()
+                                      .value(QLatin1String("today"))
+                                      .toObject();
+        s.usageToday.present = true;
+        s.usageToday.requests = readInteger(today, "requests", 0);
+        s.usageToday.promptTokens = readInteger(today, "prompt_tokens", 0);
+        s.usageToday.completionTokens = readInteger(today, "completion_tokens", 0);
+        s.usageToday.gpuSeconds = readDouble(today, "gpu_seconds", 0);
+    }
     return s;
 }
 

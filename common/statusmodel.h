@@ -19,12 +19,38 @@ std::optional<Phase> phaseFromName(const QString &name);
 
 struct JobStatus
 {
-    QString id;          // empty when there is no job
-    QString state;       // Slurm's JobState (PENDING, RUNNING, ...) or empty
+    QString id; // empty when there is no job
+    QString state; // Slurm's JobState (PENDING, RUNNING, ...) or empty
     QString node;
-    QString timeLeft;    // Slurm's form, e.g. "3:59:12"; empty if unknown
-    QString pendingReason;  // Slurm's Reason while PENDING (e.g. "Resources")
-    QString expectedStart;  // ISO 8601 when Slurm has an estimate, else empty
+    QString timeLeft; // Slurm's form, e.g. "3:59:12"; empty if unknown
+    QString pendingReason; // Slurm's Reason while PENDING (e.g. "Resources")
+    QString expectedStart; // ISO 8601 when Slurm has an estimate, else empty
+};
+
+// A walltime hand-over in progress (or its last outcome): the successor job and the old one.
+struct HandoverStatus
+{
+    // "submitting", "booting" (successor), "draining" (old job finishing its streams),
+    // "retiring" (old job being cancelled), "failed"; empty: no hand-over
+    QString stage;
+    QString successorJobId;
+    QString successorState; // Slurm's JobState of the successor
+    QString successorNode;
+    QString oldJobId;
+    QString message; // why it failed, or what it waits for
+    bool active() const { return !stage.isEmpty(); }
+};
+
+// The asking user's own counters for today, from the gateway's `usage` block (docs/TEAM.md);
+// read only (the gateway writes that block itself).
+struct UsageSummary
+{
+    bool present = false;
+    QString user;
+    qint64 requests = 0;
+    qint64 promptTokens = 0;
+    qint64 completionTokens = 0;
+    double gpuSeconds = 0;
 };
 
 struct Status
@@ -33,24 +59,26 @@ struct Status
     QString version;
     qint64 uptimeSeconds = 0;
     qint64 requestCount = 0;
-    qint64 idleSeconds = -1;         // -1 before first use
+    qint64 idleSeconds = -1; // -1 before first use
     double idleTimeoutMinutes = 30;
     bool tunnelAlive = false;
     JobStatus job;
     QString partition;
     QString gres;
     int ollamaPort = 0;
-    QString keepAlive;               // as configured: "extend" | "cancel"
+    QString keepAlive; // as configured: "extend" | "cancel"
 
     // New fields.
     Phase phase = Phase::Sleeping;
-    QString keepAliveEffective;      // "cancel" when extend was refused by Slurm
+    QString keepAliveEffective; // "cancel" when extend was refused by Slurm
     int activeRequests = 0;
-    qint64 secondsUntilSleep = -1;   // -1 when not counting down (asleep, or requests active)
+    qint64 secondsUntilSleep = -1; // -1 when not counting down (asleep, or requests active)
     QString lastError;
-    QString lastEndReason;           // why the last job ended (idle, cancelled outside, time limit...)
-    QDateTime lastBootAt;            // invalid if never
+    QString lastEndReason; // why the last job ended (idle, cancelled outside, time limit...)
+    QDateTime lastBootAt; // invalid if never
     double lastBootSeconds = -1;
+    HandoverStatus handover; // JSON `handover`: null when none
+    UsageSummary usageToday; // parsed from `usage` if present; not written by toJson()
 
     QJsonObject toJson() const;
     static Result<Status> fromJson(const QByteArray &json);

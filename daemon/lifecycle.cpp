@@ -136,6 +136,7 @@ void Lifecycle::saveState()
     state.daemonPid = QCoreApplication::applicationPid();
     state.jobName = m_recovering ? m_recoverJobName : m_config.slurm.jobName;
     state.submitToken = m_submitToken;
+    state.otherJobId = handoverOtherJobId();
     if (const VoidResult saved = m_store.save(state); !saved)
         qCWarning(lcLifecycle).noquote() << saved.error();
 }
@@ -153,7 +154,7 @@ Backend::Ticket Lifecycle::acquire(Callback done)
 {
     const Ticket ticket = m_nextTicket++;
     ++m_requestCount;
-    if (m_shuttingDown) {
+    if (m_shuttingDown || (m_draining && m_phase != Phase::Ready)) {
         AcquireResult result;
         result.httpStatus = 503;
         result.message = QStringLiteral("slullama is shutting down");
@@ -204,6 +205,7 @@ void Lifecycle::reportUpstreamFailure(quint64 generation, const QString &reason)
         return;
     qCWarning(lcLifecycle).noquote()
         << "upstream failure:" << reason << "- checking job and tunnel";
+    m_upstreamFailed = true;
     schedulePoll(0);
     checkReadyHealth();
 }
@@ -234,6 +236,8 @@ void Lifecycle::start()
         return;
     }
     const SavedState saved = **loaded;
+    if (!saved.otherJobId.isEmpty())
+        cancelStrayJob(saved.otherJobId, 0); // a hand-over's second job: one job is enough
     if (saved.jobId.isEmpty()) {
         if (saved.phase == u"submitting" && !saved.jobName.isEmpty())
             return recoverSubmission(saved);
@@ -582,6 +586,8 @@ void Lifecycle::becomeReady()
     }
     m_rebuilding = false;
     m_bootStartMs = -1;
+    m_busyHealthFailures = 0;
+    m_upstreamFailed = false;
     m_lastError.clear();
     setPhase(Phase::Ready, QStringLiteral("model server answers on 127.0.0.1:%1").arg(m_localPort));
     serveWaiters();
@@ -692,6 +698,8 @@ void Lifecycle::jobEnded(const QString &reason)
     m_lastEndedJobId = jobId;
     m_jobId.clear();
     m_node.clear();
+    if (wasReady && promoteSuccessor(reason))
+        return;
     if (!wasReady) {
         // Never came up: retrying would likely fail the same way; say why now.
         m_lastError = QStringLiteral("Slurm job %1 ended before the model server was ready: %2")
@@ -772,6 +780,7 @@ void Lifecycle::onIdleTimer()
 
 void Lifecycle::beginStopping(const QString &reason)
 {
+    abortHandover(reason);
     stopAllTimers();
     m_tunnel->close();
     ++m_tunnelSerial;
@@ -850,6 +859,7 @@ void Lifecycle::finishStopping()
 
 void Lifecycle::maybeExtend()
 {
+    maybeHandover();
     if (m_config.slurm.keepAlive != KeepAlive::Extend || m_extendRefused || m_extendInFlight
         || m_phase != Phase::Ready || m_jobId.isEmpty())
         return;
@@ -930,16 +940,34 @@ void Lifecycle::checkReadyHealth()
         return; // its answer schedules the next check
     m_healthInFlight = true;
     const quint64 serial = m_tunnelSerial;
-    m_probe->check(QStringLiteral("127.0.0.1"), m_localPort, kHealthTimeoutMs, this,
+    // Thousands of streams on the tunnel can delay the probe's channel open by seconds; a probe
+    // that only lost that race must not cut them all (see kBusyHealthTimeoutMs).
+    const bool busy = m_active > 0;
+    m_probe->check(QStringLiteral("127.0.0.1"), m_localPort,
+                   busy ? kBusyHealthTimeoutMs : kHealthTimeoutMs, this,
                    [this, serial](bool healthy, const QString &detail) {
                        m_healthInFlight = false;
                        if (serial != m_tunnelSerial || m_phase != Phase::Ready)
                            return;
-                       if (healthy)
+                       if (healthy) {
+                           m_busyHealthFailures = 0;
+                           m_upstreamFailed = false;
                            return scheduleReadyHealth(kReadyHealthIntervalMs);
-                       // A dead tunnel and a dead server look alike from here: rebuild the
-                       // tunnel; if the server still does not answer through the new one,
-                       // checkHealth() replaces the job.
+                       }
+                       if (m_active > 0 && !m_upstreamFailed
+                           && m_busyHealthFailures < kBusyHealthFailuresTolerated) {
+                           ++m_busyHealthFailures;
+                           qCWarning(lcLifecycle).noquote()
+                               << "model server on" << m_node << "did not answer:" << detail << "-"
+                               << m_active
+                               << "requests active, probing again before rebuilding the tunnel";
+                           return scheduleReadyHealth(kBusyHealthRetryMs);
+                       }
+                       m_busyHealthFailures = 0;
+                       m_upstreamFailed = false;
+                       // A dead tunnel and a dead server look alike from here: rebuild the tunnel;
+                       // if the server still does not answer through the new one, checkHealth()
+                       // replaces the job.
                        qCWarning(lcLifecycle).noquote()
                            << "model server on" << m_node << "did not answer:" << detail;
                        onTunnelExited(serial, QStringLiteral("health check failed: ") + detail);
@@ -1075,6 +1103,18 @@ void Lifecycle::onRecoveryList(const SlurmOutcome &outcome, const QList<JobSumma
 // ---------------------------------------------------------------------------------------------
 // Shutdown and status
 
+void Lifecycle::beginDrain()
+{
+    if (m_draining || m_shuttingDown)
+        return;
+    m_draining = true;
+    if (!m_waiters.empty())
+        qCInfo(lcLifecycle) << "shutting down:" << m_waiters.size()
+                            << "requests waiting for the model server get 503";
+    failWaiters(503, QStringLiteral("slullama is shutting down"));
+    emit statusChanged();
+}
+
 void Lifecycle::shutdown()
 {
     if (m_shuttingDown)
@@ -1141,7 +1181,497 @@ Status Lifecycle::status() const
     s.lastEndReason = m_lastEndReason;
     s.lastBootAt = m_lastBootAt;
     s.lastBootSeconds = m_lastBootSeconds;
+    s.handover = handoverStatus();
     return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Walltime hand-over
+//
+// A job that cannot be extended ends at its limit. While the gateway is in use, a successor is
+// submitted early enough to boot before that (lead time: handover_lead, or 1.5 x the last boot),
+// with its own tunnel; once it answers, it becomes the job in use (a new Upstream generation),
+// the old job keeps its tunnel until its streams are done (no request in flight), then it is
+// cancelled. The state file names both jobs meanwhile, so a restart never orphans one.
+
+namespace {
+
+constexpr int kHandoverCancelAttempts = 5;
+
+QString writeJobScriptFile(const Config &config, QString *path)
+{
+    auto script = renderJobScript(config);
+    if (!script)
+        return QStringLiteral("cannot render the job script: ") + script.error();
+    if (!QDir().mkpath(config.server.logDir))
+        return QStringLiteral("cannot create log_dir %1").arg(config.server.logDir);
+    *path = QDir(config.server.logDir).filePath(config.slurm.jobName + QStringLiteral("-job.sh"));
+    QSaveFile file(*path);
+    const QByteArray bytes = script->toUtf8();
+    if (!file.open(QIODevice::WriteOnly) || file.write(bytes) != bytes.size() || !file.flush()
+        || !file.commit())
+        return QStringLiteral("cannot write the job script %1: %2").arg(*path, file.errorString());
+    return {};
+}
+
+} // namespace
+
+void Lifecycle::maybeHandover()
+{
+    if (m_handover.stage == u"draining" && m_active == 0)
+        retireOldJob();
+    if (m_handover.stage == u"failed" && m_handover.oldJobId != m_jobId) {
+        resetHandover();
+        emit statusChanged();
+    }
+    if (!m_handover.stage.isEmpty() || m_config.slurm.handoverLead <= 0 || m_phase != Phase::Ready
+        || m_jobId.isEmpty() || m_shuttingDown)
+        return;
+    if (m_config.slurm.keepAlive != KeepAlive::Cancel && !m_extendRefused)
+        return;
+    const auto limit = slurm::parseDuration(m_jobInfo.timeLimit);
+    const auto run = slurm::parseDuration(m_jobInfo.runTime);
+    if (!limit || !run)
+        return; // UNLIMITED, or not known yet
+    const qint64 now = m_clock->monotonicMs();
+    const qint64 leftMs = *limit * 1000 - (*run * 1000 + (now - m_jobInfoAtMs));
+    const qint64 leadMs = std::max(qint64(m_config.slurm.handoverLead * 1000),
+                                   m_lastBootSeconds > 0 ? qint64(m_lastBootSeconds * 1500) : 0);
+    if (leftMs > leadMs) {
+        m_clock->stopTimer(m_handoverTimer);
+        m_handoverTimer = m_clock->startTimer(leftMs - leadMs, this, [this]() {
+            m_handoverTimer = 0;
+            maybeHandover();
+        });
+        return;
+    }
+    if (leftMs <= 0)
+        return;
+    // An idle gateway must not keep an allocation: the idle timeout would end it first.
+    if (m_active == 0 && idleBaseMs() + idleTimeoutMs() <= now + leftMs)
+        return; // a request meanwhile calls this again
+    beginHandover();
+}
+
+void Lifecycle::beginHandover()
+{
+    QString path;
+    const QString error = writeJobScriptFile(m_config, &path);
+    resetHandover();
+    m_handover.oldJobId = m_jobId;
+    m_handover.startMs = m_clock->monotonicMs();
+    m_handover.generation = m_generation;
+    if (!error.isEmpty())
+        return failHandover(error);
+    m_handover.stage = QStringLiteral("submitting");
+    qCInfo(lcLifecycle).noquote() << "job" << m_jobId
+                                  << "nears its time limit and cannot be extended: submitting a "
+                                     "successor (walltime hand-over)";
+    m_slurm.submit(
+        path, this,
+        [this](const SlurmOutcome &outcome, const QString &jobId) {
+            onHandoverSubmitted(outcome, jobId);
+        },
+        QStringLiteral("slullama_handover=") + m_jobId);
+    emit statusChanged();
+}
+
+void Lifecycle::onHandoverSubmitted(const SlurmOutcome &outcome, const QString &jobId)
+{
+    if (m_handover.stage != u"submitting") {
+        // Abandoned meanwhile (idle, shutdown, the old job ended): never leave the job behind.
+        if (outcome.ok() && !jobId.isEmpty())
+            cancelStrayJob(jobId, 0);
+        return;
+    }
+    if (!outcome.ok())
+        return failHandover(QStringLiteral("cannot submit the successor job: ") + outcome.message);
+    qCInfo(lcSlurm).noquote() << "submitted successor job" << jobId << "for job"
+                              << m_handover.oldJobId;
+    m_handover.jobId = jobId;
+    m_handover.stage = QStringLiteral("booting");
+    m_handover.info = JobInfo {};
+    m_handover.info.id = jobId;
+    m_handover.info.state = QStringLiteral("PENDING");
+    m_handover.infoAtMs = m_clock->monotonicMs();
+    saveState();
+    emit statusChanged();
+    scheduleHandoverStep(std::min(kFirstPollMaxMs, pollIntervalMs()));
+}
+
+void Lifecycle::scheduleHandoverStep(qint64 ms)
+{
+    m_clock->stopTimer(m_handoverStepTimer);
+    m_handoverStepTimer = m_clock->startTimer(ms, this, [this]() {
+        m_handoverStepTimer = 0;
+        if (m_handover.stage != u"booting")
+            return;
+        const qint64 now = m_clock->monotonicMs();
+        if (now - m_handover.startMs > qint64(m_config.server.bootTimeout * 1000))
+            return failHandover(
+                QStringLiteral("successor job %1 was not ready within boot_timeout (%2 s)")
+                    .arg(m_handover.jobId)
+                    .arg(m_config.server.bootTimeout));
+        if (m_handover.localPort == 0)
+            return pollHandoverJob();
+        if (now - m_handover.infoAtMs >= pollIntervalMs())
+            pollHandoverJob(); // notices a successor that ended while its server starts
+        checkHandoverHealth();
+    });
+}
+
+void Lifecycle::pollHandoverJob()
+{
+    if (m_handover.pollInFlight)
+        return;
+    m_handover.pollInFlight = true;
+    const QString jobId = m_handover.jobId;
+    m_slurm.showJob(jobId, this, [this, jobId](const SlurmOutcome &outcome, const JobInfo &info) {
+        if (jobId != m_handover.jobId || m_handover.stage != u"booting")
+            return;
+        m_handover.pollInFlight = false;
+        const bool tunnelling = m_handover.localPort != 0;
+        if (!outcome.ok()) {
+            if (!tunnelling)
+                scheduleHandoverStep(pollIntervalMs());
+            return;
+        }
+        const QString previousState = m_handover.info.state;
+        m_handover.info = info;
+        m_handover.infoAtMs = m_clock->monotonicMs();
+        if (info.hasEnded())
+            return failHandover(QStringLiteral("successor job %1 ended before it was ready: %2")
+                                    .arg(jobId, endReasonOf(info)));
+        if (previousState != info.state)
+            emit statusChanged();
+        if (tunnelling)
+            return; // the health checks go on
+        if (info.isRunning() && !info.node().isEmpty()) {
+            m_handover.node = info.node();
+            if (m_config.ollama.port != 0)
+                m_handover.remotePort = m_config.ollama.port;
+            else if (const auto reported = slurm::reportedPort(info.comment))
+                m_handover.remotePort = *reported;
+            // Both model servers on one node and one fixed port: the successor's cannot bind,
+            // and its tunnel would reach the old job's server.
+            if (m_handover.remotePort != 0 && m_handover.node == m_node
+                && m_handover.remotePort == m_remotePort)
+                return failHandover(
+                    QStringLiteral("successor job %1 runs on the same node (%2) as the job in "
+                                   "use, and ollama.port %3 is fixed: set ollama.port = 0 for "
+                                   "walltime hand-overs on shared nodes")
+                        .arg(jobId, m_node)
+                        .arg(m_remotePort));
+            if (m_handover.remotePort != 0)
+                return openHandoverTunnel();
+        }
+        scheduleHandoverStep(pollIntervalMs());
+    });
+}
+
+void Lifecycle::openHandoverTunnel()
+{
+    if (!m_handover.tunnel)
+        m_handover.tunnel = m_tunnelFactory ? m_tunnelFactory() : makeSshNodeTunnel(m_config.ssh);
+    ++m_handover.tunnelAttempts;
+    const quint64 serial = ++m_handoverSerials;
+    m_handover.tunnelSerial = serial;
+    QString error;
+    const quint16 port = m_handover.tunnel->open(
+        m_handover.node, m_handover.remotePort,
+        [this, serial](const QString &reason) {
+            if (serial == m_promotedHandoverSerial)
+                return onTunnelExited(m_promotedMainSerial, reason);
+            onHandoverTunnelExited(serial, reason);
+        },
+        &error);
+    if (port == 0) {
+        m_clock->stopTimer(m_handoverStepTimer);
+        m_handoverStepTimer = m_clock->startTimer(0, this, [this, serial, error]() {
+            m_handoverStepTimer = 0;
+            onHandoverTunnelExited(serial, error);
+        });
+        return;
+    }
+    m_handover.localPort = port;
+    qCInfo(lcNodeTunnel).noquote() << QStringLiteral("successor tunnel 127.0.0.1:%1 -> %2:%3")
+                                          .arg(port)
+                                          .arg(m_handover.node)
+                                          .arg(m_handover.remotePort);
+    emit statusChanged();
+    scheduleHandoverStep(kHealthIntervalMs);
+}
+
+void Lifecycle::onHandoverTunnelExited(quint64 serial, const QString &reason)
+{
+    if (serial != m_handover.tunnelSerial || m_handover.stage != u"booting")
+        return;
+    m_handover.localPort = 0;
+    m_handover.tunnel->close();
+    m_handover.tunnelSerial = 0; // answers and exits of that tunnel are stale
+    m_handover.healthInFlight = false; // its answer is stale now
+    if (m_handover.tunnelAttempts >= kTunnelAttemptsPerBoot)
+        return failHandover(QStringLiteral("cannot open the ssh tunnel to node %1: %2")
+                                .arg(m_handover.node, reason));
+    qCWarning(lcNodeTunnel).noquote()
+        << "successor tunnel attempt" << m_handover.tunnelAttempts << "failed:" << reason;
+    m_clock->stopTimer(m_handoverStepTimer);
+    m_handoverStepTimer
+        = m_clock->startTimer(kTunnelRetryBaseMs * m_handover.tunnelAttempts, this, [this]() {
+              m_handoverStepTimer = 0;
+              if (m_handover.stage == u"booting" && m_handover.localPort == 0)
+                  openHandoverTunnel();
+          });
+}
+
+void Lifecycle::checkHandoverHealth()
+{
+    if (m_handover.healthInFlight)
+        return scheduleHandoverStep(kHealthIntervalMs);
+    m_handover.healthInFlight = true;
+    const quint64 serial = m_handover.tunnelSerial;
+    m_probe->check(QStringLiteral("127.0.0.1"), m_handover.localPort, kHealthTimeoutMs, this,
+                   [this, serial](bool healthy, const QString &detail) {
+                       if (serial != m_handover.tunnelSerial || m_handover.stage != u"booting")
+                           return;
+                       m_handover.healthInFlight = false;
+                       // Only a successor Slurm last saw running counts (not a stranger on
+                       // a port its model server failed to bind).
+                       if (healthy && m_handover.info.isRunning() && m_phase == Phase::Ready)
+                           return switchToSuccessor();
+                       qCDebug(lcLifecycle).noquote()
+                           << "successor model server not answering yet:" << detail;
+                       scheduleHandoverStep(kHealthIntervalMs);
+                   });
+}
+
+void Lifecycle::switchToSuccessor()
+{
+    const qint64 now = m_clock->monotonicMs();
+    m_clock->stopTimer(m_handoverStepTimer);
+    m_handoverStepTimer = 0;
+    const QString oldJobId = m_jobId;
+    const JobInfo oldInfo = m_jobInfo;
+    const qint64 oldInfoAtMs = m_jobInfoAtMs;
+    qCInfo(lcLifecycle).noquote() << "walltime hand-over: job" << m_handover.jobId << "on"
+                                  << m_handover.node << "answers; new requests go there, job"
+                                  << oldJobId << "finishes" << m_active
+                                  << "request(s) in flight, then it is cancelled";
+    m_handover.oldTunnel = std::move(m_tunnel);
+    m_tunnel = std::move(m_handover.tunnel);
+    ++m_tunnelSerial; // exits and health answers of the old tunnel are stale now
+    m_promotedHandoverSerial = m_handover.tunnelSerial;
+    m_promotedMainSerial = m_tunnelSerial;
+    m_jobId = m_handover.jobId;
+    m_node = m_handover.node;
+    m_jobInfo = m_handover.info;
+    m_jobInfoAtMs = m_handover.infoAtMs;
+    m_remotePort = m_handover.remotePort;
+    m_localPort = m_handover.localPort;
+    m_tunnelOpenedMs = now;
+    m_tunnelAttempts = 0;
+    ++m_generation;
+    m_jobSince = m_clock->currentDateTime();
+    m_lastBootSeconds = double(now - m_handover.startMs) / 1000.0;
+    m_lastBootAt = m_clock->currentDateTime();
+    m_readyAtMs = now;
+    m_lastExtendMs = -1;
+    m_extendRefused = false;
+    m_lastError.clear();
+    m_handover.stage = QStringLiteral("draining");
+    m_handover.oldJobId = oldJobId;
+    m_handover.localPort = 0;
+    m_handover.healthInFlight = false;
+    m_handover.pollInFlight = false;
+    // The old job goes at its limit anyway: by then its streams are cut, so retire it there.
+    m_clock->stopTimer(m_retireTimer);
+    m_retireTimer = 0;
+    if (const auto limit = slurm::parseDuration(oldInfo.timeLimit),
+        run = slurm::parseDuration(oldInfo.runTime);
+        limit && run) {
+        const qint64 leftMs = *limit * 1000 - (*run * 1000 + (now - oldInfoAtMs));
+        m_retireTimer = m_clock->startTimer(std::max<qint64>(0, leftMs), this, [this]() {
+            m_retireTimer = 0;
+            retireOldJob();
+        });
+    }
+    saveState();
+    schedulePoll(std::max(kReadyPollMinMs, pollIntervalMs()));
+    scheduleReadyHealth(kReadyHealthIntervalMs);
+    rearmIdleTimer();
+    emit statusChanged();
+    maybeHandover(); // retires the old job at once when nothing is in flight
+}
+
+void Lifecycle::retireOldJob()
+{
+    if (m_handover.stage != u"draining" && m_handover.stage != u"retiring")
+        return;
+    m_clock->stopTimer(m_retireTimer);
+    m_retireTimer = 0;
+    if (m_handover.oldTunnel)
+        m_handover.oldTunnel->close();
+    if (m_handover.stage == u"draining")
+        qCInfo(lcLifecycle).noquote()
+            << "walltime hand-over done: cancelling the old job" << m_handover.oldJobId;
+    m_handover.stage = QStringLiteral("retiring");
+    ++m_handover.cancelAttempts;
+    const QString oldJobId = m_handover.oldJobId;
+    emit statusChanged();
+    m_slurm.cancel(oldJobId, this, [this, oldJobId](const SlurmOutcome &outcome) {
+        if (m_handover.stage != u"retiring" || m_handover.oldJobId != oldJobId)
+            return;
+        if (!outcome.ok() && m_handover.cancelAttempts < kHandoverCancelAttempts) {
+            qCWarning(lcSlurm).noquote() << "scancel" << oldJobId << "failed:" << outcome.message;
+            m_retireTimer = m_clock->startTimer(kCancelRetryBaseMs << m_handover.cancelAttempts,
+                                                this, [this]() {
+                                                    m_retireTimer = 0;
+                                                    retireOldJob();
+                                                });
+            return;
+        }
+        if (!outcome.ok())
+            qCWarning(lcSlurm).noquote() << "giving up on cancelling the old job" << oldJobId
+                                         << "(it ends at its time limit):" << outcome.message;
+        resetHandover();
+        saveState();
+        emit statusChanged();
+    });
+}
+
+void Lifecycle::failHandover(const QString &message)
+{
+    qCWarning(lcLifecycle).noquote() << "walltime hand-over failed:" << message << "- job"
+                                     << m_jobId << "keeps serving until its time limit";
+    m_clock->stopTimer(m_handoverStepTimer);
+    m_handoverStepTimer = 0;
+    const QString successor = m_handover.jobId;
+    if (m_handover.tunnel)
+        m_handover.tunnel->close();
+    resetHandover();
+    m_handover.stage = QStringLiteral("failed");
+    m_handover.oldJobId = m_jobId;
+    m_handover.message = message;
+    if (!successor.isEmpty())
+        cancelStrayJob(successor, 0);
+    saveState();
+    emit statusChanged();
+}
+
+// The job in use ended while its successor booted: the successor is the boot in progress now.
+bool Lifecycle::promoteSuccessor(const QString &reason)
+{
+    if (m_handover.stage != u"booting" || m_handover.jobId.isEmpty() || m_shuttingDown)
+        return false;
+    m_clock->stopTimer(m_handoverStepTimer);
+    m_handoverStepTimer = 0;
+    if (m_handover.tunnel)
+        m_handover.tunnel->close();
+    m_jobId = m_handover.jobId;
+    m_node.clear();
+    m_jobInfo = m_handover.info;
+    m_jobInfoAtMs = m_handover.infoAtMs;
+    m_jobSince = m_clock->currentDateTime();
+    m_readyAtMs = -1;
+    m_bootStartMs = m_handover.startMs;
+    m_rebuilding = false;
+    m_remotePort = 0;
+    m_tunnelAttempts = 0;
+    m_confirmPending = false;
+    m_extendRefused = false;
+    m_lastExtendMs = -1;
+    const qint64 remaining = std::max<qint64>(
+        0, qint64(m_config.server.bootTimeout * 1000) - (m_clock->monotonicMs() - m_bootStartMs));
+    m_bootTimer = m_clock->startTimer(remaining, this, [this]() {
+        m_bootTimer = 0;
+        onBootTimeout();
+    });
+    resetHandover();
+    setPhase(Phase::Queued,
+             QStringLiteral("the job in use ended (%1); its successor %2 takes over")
+                 .arg(reason, m_jobId));
+    pollJob();
+    return true;
+}
+
+void Lifecycle::abortHandover(const QString &reason)
+{
+    for (Clock::TimerId *id : {&m_handoverTimer, &m_handoverStepTimer, &m_retireTimer}) {
+        m_clock->stopTimer(*id);
+        *id = 0;
+    }
+    if (m_handover.stage.isEmpty() || m_handover.stage == u"failed") {
+        resetHandover();
+        return;
+    }
+    qCInfo(lcLifecycle).noquote() << "stopping the walltime hand-over:" << reason;
+    if (m_handover.tunnel)
+        m_handover.tunnel->close();
+    if (m_handover.oldTunnel)
+        m_handover.oldTunnel->close();
+    const bool draining = m_handover.stage == u"draining" || m_handover.stage == u"retiring";
+    const QString other = draining ? m_handover.oldJobId : m_handover.jobId;
+    resetHandover();
+    if (!other.isEmpty())
+        cancelStrayJob(other, 0);
+}
+
+void Lifecycle::cancelStrayJob(const QString &jobId, int attempt)
+{
+    m_slurm.cancel(jobId, this, [this, jobId, attempt](const SlurmOutcome &outcome) {
+        if (outcome.ok()) {
+            qCInfo(lcSlurm).noquote() << "cancelled job" << jobId;
+            return;
+        }
+        if (attempt + 1 >= kHandoverCancelAttempts) {
+            qCWarning(lcSlurm).noquote()
+                << "giving up on cancelling job" << jobId << ":" << outcome.message;
+            return;
+        }
+        m_clock->startTimer(kCancelRetryBaseMs << attempt, this,
+                            [this, jobId, attempt]() { cancelStrayJob(jobId, attempt + 1); });
+    });
+}
+
+void Lifecycle::resetHandover()
+{
+    for (std::unique_ptr<NodeTunnel> *tunnel : {&m_handover.tunnel, &m_handover.oldTunnel}) {
+        if (!*tunnel)
+            continue;
+        (*tunnel)->close();
+        std::shared_ptr<NodeTunnel> doomed(std::move(*tunnel));
+        QTimer::singleShot(0, this, [doomed]() {});
+    }
+    m_handover = Handover {};
+}
+
+QString Lifecycle::handoverOtherJobId() const
+{
+    if (m_handover.stage == u"draining" || m_handover.stage == u"retiring")
+        return m_handover.oldJobId;
+    if (m_handover.stage == u"booting")
+        return m_handover.jobId;
+    return {};
+}
+
+HandoverStatus Lifecycle::handoverStatus() const
+{
+    HandoverStatus h;
+    h.stage = m_handover.stage;
+    h.oldJobId = m_handover.oldJobId;
+    h.message = m_handover.message;
+    if (m_handover.stage == u"draining" || m_handover.stage == u"retiring") {
+        h.successorJobId = m_jobId;
+        h.successorState = m_jobInfo.state;
+        h.successorNode = m_node;
+        if (h.message.isEmpty())
+            h.message = QStringLiteral("job %1 finishes its requests in flight").arg(h.oldJobId);
+    } else if (!m_handover.stage.isEmpty() && m_handover.stage != u"failed") {
+        h.successorJobId = m_handover.jobId;
+        h.successorState = m_handover.info.state;
+        h.successorNode = m_handover.node;
+    }
+    return h;
 }
 
 } // namespace slullama

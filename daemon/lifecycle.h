@@ -22,6 +22,7 @@
 #include <QObject>
 #include <QString>
 
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -44,6 +45,9 @@ public:
     // Reads the state file: a job that Slurm still has queued or running is adopted (Queued /
     // Starting) instead of submitting another; otherwise the file is cleared. Call once.
     void start();
+    // SIGTERM, first step (before the drain): requests still waiting for a boot get 503 at once,
+    // and so does any later request that would have to wait; requests already served keep going.
+    void beginDrain();
     // SIGTERM path: refuses new waiters, cancels the job (scancel), closes the tunnel, clears the
     // state file, then emits shutdownFinished(). Streams should be drained before calling it.
     void shutdown();
@@ -58,6 +62,11 @@ public:
     void wake() override;
     Status status() const override;
 
+    // Walltime hand-over: how a successor job's ssh tunnel is made (tests inject fakes; by
+    // default makeSshNodeTunnel(config.ssh)).
+    using TunnelFactory = std::function<std::unique_ptr<NodeTunnel>()>;
+    void setTunnelFactory(TunnelFactory factory) { m_tunnelFactory = std::move(factory); }
+
     // Tunables (tests may lower them; defaults are what the daemon uses).
     static constexpr qint64 kHealthIntervalMs = 200;
     static constexpr qint64 kReadyPollMinMs = 5000; // job poll while Starting/Ready
@@ -67,6 +76,13 @@ public:
     // failed probe rebuilds the tunnel, and a server that still does not answer through the new
     // tunnel for kServerLostAfterMs gets its job cancelled and replaced.
     static constexpr qint64 kReadyHealthIntervalMs = 5000;
+    // Under load the probe queues behind the streams' channel opens on the same ssh connection:
+    // while requests are active it gets a longer timeout, and a failed probe is retried (after
+    // kBusyHealthRetryMs) up to kBusyHealthFailuresTolerated times before the tunnel, and every
+    // stream on it, is rebuilt. An upstream failure reported by a request ends the tolerance.
+    static constexpr int kBusyHealthTimeoutMs = 10000;
+    static constexpr int kBusyHealthFailuresTolerated = 2;
+    static constexpr qint64 kBusyHealthRetryMs = 1000;
     static constexpr qint64 kServerLostAfterMs = 8000;
     static constexpr qint64 kRecoverRetryMaxMs = 10000;
 
@@ -128,6 +144,29 @@ private:
     qint64 idleTimeoutMs() const;
     qint64 idleBaseMs() const;
 
+    // Walltime hand-over (keep_alive = cancel or extension refused): a successor job boots
+    // beside the one in use, takes new requests once healthy, and the old one is cancelled when
+    // its streams are done. See maybeHandover().
+    void maybeHandover();
+    void beginHandover();
+    void onHandoverSubmitted(const SlurmOutcome &outcome, const QString &jobId);
+    void scheduleHandoverStep(qint64 ms);
+    void pollHandoverJob();
+    void openHandoverTunnel();
+    void onHandoverTunnelExited(quint64 serial, const QString &reason);
+    void checkHandoverHealth();
+    void switchToSuccessor();
+    void failHandover(const QString &message);
+    bool promoteSuccessor(const QString &reason);
+    void retireOldJob();
+    void abortHandover(const QString &reason);
+    void cancelStrayJob(const QString &jobId, int attempt);
+    QString handoverOtherJobId() const;
+    // Clears m_handover; its tunnels are closed and deleted from the event loop (an exit callback
+    // may be running inside one of them).
+    void resetHandover();
+    HandoverStatus handoverStatus() const;
+
     Config m_config;
     ProcessRunner *m_runner;
     Clock *m_clock;
@@ -155,6 +194,8 @@ private:
     quint64 m_tunnelSerial = 0; // ignores exits of tunnels we already replaced
     int m_tunnelAttempts = 0;
     bool m_healthInFlight = false;
+    int m_busyHealthFailures = 0; // consecutive failed ready probes tolerated so far
+    bool m_upstreamFailed = false; // a request reported an upstream failure since the last probe
     bool m_pollInFlight = false;
     qint64 m_bootStartMs = -1;
     bool m_rebuilding = false;
@@ -200,8 +241,41 @@ private:
     QDateTime m_lastBootAt;
     double m_lastBootSeconds = -1;
 
+    // Walltime hand-over.
+    struct Handover
+    {
+        QString stage; // "", "submitting", "booting", "draining", "failed"
+        QString jobId; // the successor
+        QString node;
+        JobInfo info;
+        qint64 infoAtMs = 0;
+        quint16 remotePort = 0;
+        quint16 localPort = 0;
+        std::unique_ptr<NodeTunnel> tunnel;
+        quint64 tunnelSerial = 0;
+        int tunnelAttempts = 0;
+        int cancelAttempts = 0;
+        bool pollInFlight = false;
+        bool healthInFlight = false;
+        qint64 startMs = -1;
+        QString message;
+        QString oldJobId; // the job handed over from (failed: the job that keeps serving)
+        std::unique_ptr<NodeTunnel> oldTunnel;
+        quint64 generation = 0; // what m_generation was when the handover began
+    };
+    Handover m_handover;
+    TunnelFactory m_tunnelFactory;
+    quint64 m_handoverSerials = 0;
+    // The successor's tunnel, once it is the main one, reports its exits as the main tunnel's.
+    quint64 m_promotedHandoverSerial = 0;
+    quint64 m_promotedMainSerial = 0;
+    Clock::TimerId m_handoverTimer = 0; // the next look at the time left
+    Clock::TimerId m_handoverStepTimer = 0; // successor polls and health checks
+    Clock::TimerId m_retireTimer = 0; // the old job's own end
+
     bool m_started = false;
     bool m_shuttingDown = false;
+    bool m_draining = false;
     bool m_shutdownDone = false;
 };
 

@@ -30,10 +30,22 @@ quint16 pickFreeLoopbackPort()
 QStringList sshTunnelArguments(const SshConfig &ssh, const QString &node, quint16 localPort,
                                quint16 remotePort)
 {
+    // With `-N` there is no session, so neither ssh nor sshd marks the connection interactive
+    // and sshd leaves Nagle's algorithm on: a small NDJSON chunk then waits for the head's
+    // delayed ACK, up to 40 ms per chunk at p99. A pty session (-tt) is interactive, so both
+    // ends set TCP_NODELAY; its only command is a sleeper that never reads the pty, so stdin
+    // can stay /dev/null. Killing ssh closes the connection, sshd hangs up the pty and the
+    // sleeper dies of SIGHUP. `interactive = false` keeps `-N` for nodes that refuse ptys or
+    // commands. `-e none`: no escape sequences on a session nobody types into.
+    QStringList args;
+    if (ssh.interactive)
+        args << QStringLiteral("-tt") << QStringLiteral("-e") << QStringLiteral("none");
+    else
+        args << QStringLiteral("-N");
     // Bind the local end to loopback explicitly: other head-node users must not reach it.
-    QStringList args {QStringLiteral("-N"), QStringLiteral("-L"),
-                      QStringLiteral("127.0.0.1:%1:127.0.0.1:%2").arg(localPort).arg(remotePort),
-                      QStringLiteral("-p"), QString::number(ssh.port)};
+    args << QStringLiteral("-L")
+         << QStringLiteral("127.0.0.1:%1:127.0.0.1:%2").arg(localPort).arg(remotePort)
+         << QStringLiteral("-p") << QString::number(ssh.port);
     if (!ssh.identityFile.isEmpty())
         args << QStringLiteral("-i") << ssh.identityFile;
     args << QStringLiteral("-o") << QStringLiteral("BatchMode=yes") //
@@ -43,6 +55,9 @@ QStringList sshTunnelArguments(const SshConfig &ssh, const QString &node, quint1
     for (const QString &option : ssh.options)
         args << QStringLiteral("-o") << option;
     args << (ssh.user.isEmpty() ? node : ssh.user + QLatin1Char('@') + node);
+    // The remote login shell runs this; `exec` leaves no shell behind to survive the hang-up.
+    if (ssh.interactive)
+        args << QStringLiteral("exec sleep 2147483647");
     return args;
 }
 
@@ -80,6 +95,8 @@ public:
         process->setProgram(m_ssh.program);
         process->setArguments(args);
         process->setStandardInputFile(QProcess::nullDevice());
+        // The pty's output (nothing, or a login message) must not pile up unread.
+        process->setStandardOutputFile(QProcess::nullDevice());
 #ifdef Q_OS_LINUX
         // A daemon killed with SIGKILL must not leave its tunnels behind.
         process->setChildProcessModifier([]() { ::prctl(PR_SET_PDEATHSIG, SIGTERM); });

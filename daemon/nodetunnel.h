@@ -1,7 +1,8 @@
 #pragma once
 
-// The head node -> compute node hop: `ssh -N -L LOCAL:127.0.0.1:REMOTE node`, a long-lived
-// process. An interface so the lifecycle's unit tests can fake it (open, die, rebuild).
+// The head node -> compute node hop: `ssh -tt -L LOCAL:127.0.0.1:REMOTE node 'exec sleep …'`
+// (or `ssh -N -L …` with [ssh] interactive = false), a long-lived process. An interface so the
+// lifecycle's unit tests can fake it (open, die, rebuild).
 
 #include "config.h"
 

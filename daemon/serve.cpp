@@ -152,6 +152,9 @@ int runServe(const Config &config)
                         << config.server.drainTimeout << "s for" << server.activeExchangeCount()
                         << "requests in flight";
         drainTimer.start(int(std::max(0.0, config.server.drainTimeout) * 1000));
+        // Requests still waiting for a boot would hold the drain for its whole timeout and then
+        // be cut anyway: they get 503 now, and their connections close; streams keep draining.
+        lifecycle.beginDrain();
         server.stopAccepting();
     });
     QObject::connect(&server, &ProxyServer::drained, &server, shutDown);

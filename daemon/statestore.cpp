@@ -41,6 +41,7 @@ Result<std::optional<SavedState>> StateStore::load() const
     state.daemonPid = o.value(QStringLiteral("pid")).toInteger();
     state.jobName = o.value(QStringLiteral("job_name")).toString();
     state.submitToken = o.value(QStringLiteral("submit_token")).toString();
+    state.otherJobId = o.value(QStringLiteral("other_job_id")).toString();
     return std::optional<SavedState>(state);
 }
 
@@ -60,6 +61,8 @@ VoidResult StateStore::save(const SavedState &state) const
         o.insert(QStringLiteral("job_name"), state.jobName);
     if (!state.submitToken.isEmpty())
         o.insert(QStringLiteral("submit_token"), state.submitToken);
+    if (!state.otherJobId.isEmpty())
+        o.insert(QStringLiteral("other_job_id"), state.otherJobId);
     QSaveFile file(m_path);
     if (!file.open(QIODevice::WriteOnly))
         return makeError(

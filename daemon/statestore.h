@@ -24,6 +24,9 @@ struct SavedState
     // sbatch ran finds the job by name and submit token instead of submitting a second one.
     QString jobName;
     QString submitToken;
+    // Walltime hand-over: the other live job (the successor while it boots, or the old job while
+    // it drains), so a restart cancels it instead of orphaning it.
+    QString otherJobId;
 
     bool operator==(const SavedState &) const = default;
 };

@@ -63,6 +63,7 @@ StatusPopup::StatusPopup(TrayController *controller, QWidget *parent)
     m_active = addRow(QStringLiteral("Active requests"), "activeValue");
     m_requests = addRow(QStringLiteral("Requests served"), "requestsValue");
     m_uptime = addRow(QStringLiteral("Daemon uptime"), "uptimeValue");
+    m_usage = addRow(QStringLiteral("Your usage today"), "usageValue");
     m_error = addRow(QStringLiteral("Last error"), "errorValue");
     m_error->setWordWrap(true);
     m_error->setMaximumWidth(320);
@@ -119,6 +120,7 @@ void StatusPopup::refresh()
     setRow(m_job, orDash(c.jobId()), known);
     setRow(m_pending, orDash(c.pendingReason()), queued);
     setRow(m_expected, orDash(c.expectedStart()), queued && !c.expectedStart().isEmpty());
+    setRow(m_usage, c.usageToday(), !c.usageToday().isEmpty());
     QString idle = dash;
     if (c.idleSeconds() >= 0)
         idle = formatDuration(c.idleSeconds());

@@ -46,6 +46,7 @@ private:
     QLabel *m_active = nullptr;
     QLabel *m_requests = nullptr;
     QLabel *m_uptime = nullptr;
+    QLabel *m_usage = nullptr;
     QLabel *m_error = nullptr;
     QPushButton *m_wake = nullptr;
     QPushButton *m_copy = nullptr;

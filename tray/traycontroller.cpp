@@ -256,6 +256,18 @@ QString TrayController::expectedStart() const
     return m_hasStatus && m_status.phase == Phase::Queued ? m_status.job.expectedStart : QString();
 }
 
+QString TrayController::usageToday() const
+{
+    if (!m_hasStatus || !m_status.usageToday.present)
+        return {};
+    const UsageSummary &u = m_status.usageToday;
+    return QStringLiteral("%1 request%2, %3 tokens, %4 GPU min")
+        .arg(u.requests)
+        .arg(u.requests == 1 ? QString() : QStringLiteral("s"))
+        .arg(u.promptTokens + u.completionTokens)
+        .arg(u.gpuSeconds / 60.0, 0, 'f', 1);
+}
+
 qint64 TrayController::elapsedSinceStatus() const
 {
     return std::max<qint64>(0, (m_clock() - m_statusAt) / 1000);
@@ -334,6 +346,8 @@ QString TrayController::toolTip() const
     if (p == TrayPhase::Disconnected || p == TrayPhase::Connecting) {
         lines << QStringLiteral("Head node: ") + m_config.host;
     }
+    if (!expectedStart().isEmpty())
+        lines << QStringLiteral("Expected start: ") + expectedStart();
     if (!node().isEmpty())
         lines << QStringLiteral("Node: ") + node();
     QStringList times;
@@ -347,6 +361,8 @@ QString TrayController::toolTip() const
         times[0][0] = times[0][0].toUpper();
         lines << times.join(QStringLiteral(", "));
     }
+    if (!usageToday().isEmpty())
+        lines << QStringLiteral("Today: ") + usageToday();
     if (p == TrayPhase::Error && !lastError().isEmpty())
         lines << lastError();
     return lines.join(QLatin1Char('\n'));

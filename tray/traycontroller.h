@@ -19,11 +19,21 @@ namespace slullama {
 class StatusSource;
 
 // What the tray shows. Submitting is shown as Waking; the tunnel's own states come first.
-enum class TrayPhase { Disconnected, Connecting, Sleeping, Waking, Queued, Starting, Ready, Stopping, Error };
+enum class TrayPhase {
+    Disconnected,
+    Connecting,
+    Sleeping,
+    Waking,
+    Queued,
+    Starting,
+    Ready,
+    Stopping,
+    Error
+};
 
-QString trayPhaseName(TrayPhase phase);   // lower-case id: "ready", "disconnected", ...
-QString trayPhaseLabel(TrayPhase phase);  // for people: "Ready", "Waking up", ...
-QString trayIconName(TrayPhase phase);    // one of: sleeping waking starting ready error disconnected
+QString trayPhaseName(TrayPhase phase); // lower-case id: "ready", "disconnected", ...
+QString trayPhaseLabel(TrayPhase phase); // for people: "Ready", "Waking up", ...
+QString trayIconName(TrayPhase phase); // one of: sleeping waking starting ready error disconnected
 
 enum class TrayNotification { WakeFinished, TunnelDropped, AuthFailed, TunnelFailed };
 
@@ -62,25 +72,28 @@ public:
     const Status &status() const { return m_status; }
     QString node() const;
     QString jobId() const;
-    QString pendingReason() const;   // only while queued
-    QString expectedStart() const;   // only while queued
-    qint64 idleSeconds() const;      // -1: never used or requests active
-    qint64 secondsUntilSleep() const;// -1: not counting down
+    QString pendingReason() const; // only while queued
+    QString expectedStart() const; // only while queued
+    // The user's own usage today ("12 requests, 2440 tokens, 5.2 GPU min"); empty when the
+    // daemon reports none (no gateway usage block).
+    QString usageToday() const;
+    qint64 idleSeconds() const; // -1: never used or requests active
+    qint64 secondsUntilSleep() const; // -1: not counting down
     int activeRequests() const;
     qint64 requestCount() const;
-    qint64 uptimeSeconds() const;    // -1 without status
+    qint64 uptimeSeconds() const; // -1 without status
     QString lastError() const;
 
     TunnelControl::State tunnelState() const;
     bool isTunnelUp() const;
-    QString endpointUrl() const;     // what tools use: http://localhost:<local_port>
+    QString endpointUrl() const; // what tools use: http://localhost:<local_port>
     QString toolTip() const;
 
-    int pollInterval() const;        // ms until the next poll is due; 0 when not polling
+    int pollInterval() const; // ms until the next poll is due; 0 when not polling
     bool isPolling() const { return m_pollTimer.isActive() || m_fetchInFlight; }
 
 public slots:
-    void start();                    // opens the tunnel when a host is configured
+    void start(); // opens the tunnel when a host is configured
     void wake();
     void connectTunnel();
     void disconnectTunnel();
@@ -103,7 +116,7 @@ private:
     void scheduleNextPoll();
     void stopPolling();
     bool wantsFastPoll() const;
-    qint64 elapsedSinceStatus() const;   // whole seconds since the last status arrived
+    qint64 elapsedSinceStatus() const; // whole seconds since the last status arrived
     void reportAuthFailure(const QString &message);
     void updateTicker();
 
@@ -114,18 +127,18 @@ private:
 
     Status m_status;
     bool m_hasStatus = false;
-    qint64 m_statusAt = 0;            // clock value when m_status arrived
-    QString m_error;                  // our own error (tunnel, HTTP); wins over the daemon's
-    bool m_httpError = false;         // m_error came from the API, not the tunnel
-    bool m_wakePending = false;       // a wake was asked and no status shows it yet
-    bool m_wakeSent = false;          // the daemon accepted it; the next status settles it
-    bool m_userClosed = false;        // the tunnel was closed on purpose: not a "drop"
-    bool m_wakeOnConnect = false;     // wake() while down: send it once the tunnel is up
-    QString m_wakeError;              // why the last wake was refused; until the next wake
+    qint64 m_statusAt = 0; // clock value when m_status arrived
+    QString m_error; // our own error (tunnel, HTTP); wins over the daemon's
+    bool m_httpError = false; // m_error came from the API, not the tunnel
+    bool m_wakePending = false; // a wake was asked and no status shows it yet
+    bool m_wakeSent = false; // the daemon accepted it; the next status settles it
+    bool m_userClosed = false; // the tunnel was closed on purpose: not a "drop"
+    bool m_wakeOnConnect = false; // wake() while down: send it once the tunnel is up
+    QString m_wakeError; // why the last wake was refused; until the next wake
     bool m_fetchInFlight = false;
     qint64 m_fetchStartedAt = 0;
-    quint64 m_fetchSeq = 0;           // counts status requests
-    quint64 m_wakeAcceptedSeq = 0;    // m_fetchSeq when the daemon took the last wake
+    quint64 m_fetchSeq = 0; // counts status requests
+    quint64 m_wakeAcceptedSeq = 0; // m_fetchSeq when the daemon took the last wake
     TunnelControl::State m_lastTunnelState = TunnelControl::State::Disconnected;
 
     // One notification per event: re-armed when the condition clears.
@@ -134,7 +147,7 @@ private:
     bool m_failNotified = false;
 
     QTimer m_pollTimer;
-    QTimer m_ticker;                  // refreshes countdowns on screen between polls
+    QTimer m_ticker; // refreshes countdowns on screen between polls
 };
 
 } // namespace slullama

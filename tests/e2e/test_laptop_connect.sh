@@ -81,9 +81,39 @@ jq -e -s '(.[:-1] | all(.done == false and .message.role == "assistant")) and (.
 assert_eq 'tok0 tok1 tok2 tok3 tok4' "$(jq -j -s 'map(.message.content // "") | join("")' chat.ndjson)" \
     'streamed chat content'
 
-# Without the token the daemon answers 401 through the tunnel as it would directly.
-assert_eq 401 "$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$BASE/api/tags")" \
-    '/api/tags without a token through the tunnel'
+# Tools that know nothing of tokens: the tunnel adds [client] token to every request head that
+# has no Authorization header (inject_token, default on) — on each request of a keep-alive
+# connection, and before a body sent after `Expect: 100-continue`.
+assert_eq 200 "$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$BASE/api/tags")" \
+    '/api/tags without Authorization through the tunnel (token added)'
+codes=$(curl -sS -o /dev/null -o /dev/null -o /dev/null -w '%{http_code}:%{num_connects} ' --max-time 20 \
+    "$BASE/api/version" "$BASE/api/tags" "$BASE/slullama/status")
+assert_eq '200:1 200:0 200:0 ' "$codes" 'three requests on one keep-alive connection without Authorization'
+curl -fsS --max-time 60 -H 'Expect: 100-continue' -H 'Content-Type: application/json' \
+    -d "{\"model\":\"$model\",\"messages\":[{\"role\":\"user\",\"content\":\"no token\"}],\"stream\":false,\"options\":{\"num_predict\":3}}" \
+    "$BASE/api/chat" >chat_plain.json || fail "POST /api/chat without Authorization through the tunnel failed"
+assert_eq 'tok0 tok1 tok2' "$(jq -r .message.content chat_plain.json)" 'chat without Authorization (Expect: 100-continue)'
+# A request that brings its own Authorization is left alone: a wrong one still gets 401.
+assert_eq 401 "$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 \
+    -H "Authorization: Bearer wrong-$RANDOM" "$BASE/api/tags")" '/api/tags with a wrong token through the tunnel'
+assert_eq 401 "$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 \
+    -H 'authorization: Basic Zm9vOmJhcg==' "$BASE/api/tags")" '/api/tags with a lowercase foreign authorization'
+# inject_token = false: a plain TCP forward again; without the token the daemon answers 401.
+client_config noinject.toml 'inject_token = false'
+NOINJECT_PORT=$(free_port "$DAEMON_PORT" "$OLLAMA_PORT" "$LOCAL_PORT")
+start_bg connect_noinject slullama connect "$HOST" --port "$DAEMON_PORT" --local-port "$NOINJECT_PORT" \
+    --config noinject.toml
+_noinject_open() {
+    bg_alive connect_noinject || fail "slullama connect (inject_token = false) exited: $(cat "$E2E_SCRATCH/connect_noinject.log")"
+    grep -q 'Token accepted' "$E2E_SCRATCH/connect_noinject.log"
+}
+wait_until 30 _noinject_open || fail "slullama connect (inject_token = false) did not open: $(cat "$E2E_SCRATCH/connect_noinject.log")"
+assert_eq 401 "$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$NOINJECT_PORT/api/tags")" \
+    '/api/tags without a token through a tunnel with inject_token = false'
+assert_eq 200 "$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "${AUTH[@]}" "http://127.0.0.1:$NOINJECT_PORT/api/tags")" \
+    '/api/tags with the token through a tunnel with inject_token = false'
+stop_bg connect_noinject INT
+assert_not_contains "$(cat "$E2E_SCRATCH/connect_noinject.log")" "$DAEMON_TOKEN" 'connect output (inject_token = false)'
 
 # --- the ollama npm client through the tunnel -------------------------------------------------------
 # Installed once into the bed user's cache (npm's ordinary client); reused while package.json

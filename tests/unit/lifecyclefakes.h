@@ -288,9 +288,11 @@ private:
 class FakeHealthProbe final : public HealthProbe
 {
 public:
-    void check(const QString &host, quint16 port, int, QObject *context, Callback done) override
+    void check(const QString &host, quint16 port, int timeoutMs, QObject *context,
+               Callback done) override
     {
         ++checks;
+        lastTimeoutMs = timeoutMs;
         lastHost = host;
         lastPort = port;
         m_pending.push_back({QPointer<QObject>(context), std::move(done)});
@@ -311,6 +313,7 @@ public:
     int checks = 0;
     QString lastHost;
     quint16 lastPort = 0;
+    int lastTimeoutMs = 0;
 
 private:
     std::vector<std::pair<QPointer<QObject>, Callback>> m_pending;

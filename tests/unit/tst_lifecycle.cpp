@@ -161,6 +161,9 @@ private slots:
     void adoptRunningJob();
     void adoptPendingJob();
     void adoptGoneJobClearsState();
+    void busyProbeFailuresDoNotCutStreams();
+    void drainFailsWaitersAtOnce();
+    void drainKeepsServedRequests();
     void shutdownCancelsJob();
     void shutdownWhileSleeping();
     void shutdownDuringSubmitCancelsReturnedJob();
@@ -867,6 +870,113 @@ void TestLifecycle::adoptGoneJobClearsState()
     rig.run(2000);
     QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 1);
     QVERIFY(out.results.at(0).ok);
+}
+
+// 2000 streams on the tunnel: the ready probe queues behind their channel opens and times out.
+// That alone must not rebuild the tunnel under the live streams; a probe that keeps failing does.
+void TestLifecycle::busyProbeFailuresDoNotCutStreams()
+{
+    Rig rig;
+    rig.config.slurm.idleTimeoutMinutes = 10;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback()); // stays active: a stream in progress
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    rig.run(Lifecycle::kReadyHealthIntervalMs);
+    QCOMPARE(rig.probe->lastTimeoutMs, Lifecycle::kBusyHealthTimeoutMs);
+    // Lets time pass until `n` more probes have been answered.
+    const auto probes = [&rig](int n) {
+        const int target = rig.probe->checks + n;
+        for (int i = 0; i < 1000 && rig.probe->checks < target; ++i)
+            rig.run(100, 100);
+        return rig.probe->checks >= target;
+    };
+
+    // Failures up to the tolerance, then an answer: the count starts over.
+    rig.probe->healthy = false;
+    QVERIFY(probes(Lifecycle::kBusyHealthFailuresTolerated));
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(rig.tunnel->opens, 1);
+    rig.probe->healthy = true;
+    QVERIFY(probes(1));
+    rig.probe->healthy = false;
+    QVERIFY(probes(Lifecycle::kBusyHealthFailuresTolerated));
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(rig.tunnel->opens, 1);
+    QVERIFY(!g_warnings.filter(QStringLiteral("requests active, probing again")).isEmpty());
+
+    // It keeps failing: the tunnel is rebuilt, not left broken.
+    QVERIFY(probes(1));
+    QCOMPARE(rig.tunnel->opens, 2);
+    QVERIFY(lc.phase() != Phase::Ready);
+
+    // Once idle, a single failure is enough, as before.
+    rig.probe->healthy = true;
+    rig.run(1000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    lc.release();
+    QVERIFY(probes(1));
+    QVERIFY(rig.probe->lastTimeoutMs < Lifecycle::kBusyHealthTimeoutMs);
+    rig.probe->healthy = false;
+    QVERIFY(probes(1));
+    QCOMPARE(rig.tunnel->opens, 3);
+}
+
+// SIGTERM while requests wait for a boot: they are answered at once instead of holding the drain.
+void TestLifecycle::drainFailsWaitersAtOnce()
+{
+    Rig rig;
+    rig.runner.respond(QStringLiteral("scontrol show job -o 1"), exitWith(0, pending()));
+    Lifecycle &lc = rig.make();
+    Outcome first;
+    Outcome second;
+    lc.acquire(first.callback());
+    lc.acquire(second.callback());
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Queued);
+    QVERIFY(first.results.empty());
+    lc.beginDrain();
+    for (const Outcome *o : {&first, &second}) {
+        QCOMPARE(o->results.size(), size_t(1));
+        QVERIFY(!o->results[0].ok);
+        QCOMPARE(o->results[0].httpStatus, 503);
+        QVERIFY(o->results[0].message.contains(QStringLiteral("shutting down")));
+    }
+    QCOMPARE(lc.status().activeRequests, 0);
+    // A request that would have to wait is refused at once too.
+    Outcome late;
+    lc.acquire(late.callback());
+    QCOMPARE(late.results.size(), size_t(1));
+    QCOMPARE(late.results[0].httpStatus, 503);
+    // The job itself goes with shutdown(), as before.
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel")), 0);
+    QSignalSpy finished(&lc, &Lifecycle::shutdownFinished);
+    lc.shutdown();
+    rig.run(2000);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 1")), 1);
+    QVERIFY(finished.count() == 1 || finished.wait(1000));
+}
+
+// Streams in progress keep their drain time, and a request on a ready job is still served.
+void TestLifecycle::drainKeepsServedRequests()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome stream;
+    lc.acquire(stream.callback());
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(stream.results.size(), size_t(1));
+    lc.beginDrain();
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(lc.status().activeRequests, 1);
+    Outcome another;
+    lc.acquire(another.callback());
+    QCOMPARE(another.results.size(), size_t(1));
+    QVERIFY(another.results[0].ok);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel")), 0);
+    QCOMPARE(rig.tunnel->closes, 0);
 }
 
 void TestLifecycle::shutdownCancelsJob()

@@ -32,6 +32,7 @@ class TestNodeTunnel final : public QObject
 
 private slots:
     void arguments();
+    void argumentsNotInteractive();
     void extraOptionsAndUser();
     void freePortIsFree();
     void refusesOptionLikeNodeNames_data();
@@ -46,8 +47,26 @@ private slots:
 
 void TestNodeTunnel::arguments()
 {
+    // The default: a pty session whose only command waits, so sshd sets TCP_NODELAY.
     SshConfig ssh;
     ssh.port = 2222;
+    const QStringList args = sshTunnelArguments(ssh, QStringLiteral("gpu01"), 40001, 11434);
+    QCOMPARE(args,
+             (QStringList {QStringLiteral("-tt"), QStringLiteral("-e"), QStringLiteral("none"),
+                           QStringLiteral("-L"), QStringLiteral("127.0.0.1:40001:127.0.0.1:11434"),
+                           QStringLiteral("-p"), QStringLiteral("2222"), QStringLiteral("-o"),
+                           QStringLiteral("BatchMode=yes"), QStringLiteral("-o"),
+                           QStringLiteral("ExitOnForwardFailure=yes"), QStringLiteral("-o"),
+                           QStringLiteral("ServerAliveInterval=15"), QStringLiteral("-o"),
+                           QStringLiteral("ServerAliveCountMax=3"), QStringLiteral("gpu01"),
+                           QStringLiteral("exec sleep 2147483647")}));
+}
+
+void TestNodeTunnel::argumentsNotInteractive()
+{
+    SshConfig ssh;
+    ssh.port = 2222;
+    ssh.interactive = false;
     const QStringList args = sshTunnelArguments(ssh, QStringLiteral("gpu01"), 40001, 11434);
     QCOMPARE(args,
              (QStringList {QStringLiteral("-N"), QStringLiteral("-L"),
@@ -70,7 +89,9 @@ void TestNodeTunnel::extraOptionsAndUser()
     QVERIFY(i > 0);
     QCOMPARE(args.at(i + 1), QStringLiteral("/keys/id ed25519")); // one argument, spaces and all
     QVERIFY(args.contains(QStringLiteral("StrictHostKeyChecking=accept-new")));
-    QCOMPARE(args.last(), QStringLiteral("svc@n1"));
+    QCOMPARE(args.at(args.size() - 2), QStringLiteral("svc@n1"));
+    ssh.interactive = false;
+    QCOMPARE(sshTunnelArguments(ssh, QStringLiteral("n1"), 1, 2).last(), QStringLiteral("svc@n1"));
 }
 
 void TestNodeTunnel::freePortIsFree()

@@ -270,6 +270,30 @@ private slots:
         QCOMPARE(rig.controller.expectedStart(), QString());
     }
 
+    void usageTodayAndExpectedStartInTooltip()
+    {
+        Rig rig;
+        rig.answer(R"({"phase":"queued","uptime_seconds":5,
+                       "job":{"id":"77","state":"PENDING","pending_reason":"Priority",
+                              "expected_start":"2025-01-01T10:00:00"},
+                       "usage":{"user":"alice","admin":false,
+                                "users":{"alice":{"total":{"requests":40},
+                                         "today":{"requests":12,"prompt_tokens":340,
+                                                  "completion_tokens":2100,
+                                                  "gpu_seconds":312.0}}}}})");
+        QCOMPARE(rig.controller.usageToday(),
+                 QStringLiteral("12 requests, 2440 tokens, 5.2 GPU min"));
+        const QString tip = rig.controller.toolTip();
+        QVERIFY2(tip.contains(QStringLiteral("Expected start: 2025-01-01T10:00:00")),
+                 qPrintable(tip));
+        QVERIFY2(tip.contains(QStringLiteral("Today: 12 requests")), qPrintable(tip));
+
+        // A daemon without the gateway's usage block: nothing shown.
+        rig.answer(R"({"phase":"ready","uptime_seconds":6,"job":{"id":"77","node":"gpu2"}})");
+        QCOMPARE(rig.controller.usageToday(), QString());
+        QVERIFY(!rig.controller.toolTip().contains(QStringLiteral("Today")));
+    }
+
     void tunnelStatesComeFirst_data()
     {
         QTest::addColumn<int>("state");
