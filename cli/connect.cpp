@@ -299,7 +299,7 @@ private:
 } // namespace
 
 void sendApiRequest(ApiClient &client, bool wake, const std::function<void(int)> &done,
-                    const QString &context)
+                    const QString &context, double keepAwakeMinutes)
 {
     const QString command = wake ? QStringLiteral("wake") : QStringLiteral("status");
     const auto succeed = [done](const Status &, const QByteArray &json) {
@@ -316,7 +316,7 @@ void sendApiRequest(ApiClient &client, bool wake, const std::function<void(int)>
     QObject::connect(&client, &ApiClient::statusFailed, &client, fail, Qt::SingleShotConnection);
     QObject::connect(&client, &ApiClient::wakeFailed, &client, fail, Qt::SingleShotConnection);
     if (wake)
-        client.wake();
+        client.wake(keepAwakeMinutes);
     else
         client.fetchStatus();
 }
@@ -420,7 +420,8 @@ int runConnect(const Config &config)
     return app->exec();
 }
 
-int runRemoteApiCommand(const Config &config, const QString &host, bool wake)
+int runRemoteApiCommand(const Config &config, const QString &host, bool wake,
+                        double keepAwakeMinutes)
 {
     const QString command = wake ? QStringLiteral("wake") : QStringLiteral("status");
     auto *app = QCoreApplication::instance();
@@ -469,7 +470,8 @@ int runRemoteApiCommand(const Config &config, const QString &host, bool wake)
             client.setEndpoint(loopbackUrl(tunnel.localPort()), token);
             sendApiRequest(
                 client, wake, [&](int exitCode) { finish(exitCode); },
-                QStringLiteral(" (through the SSH tunnel to ") + tunnel.remoteDescription() + u')');
+                QStringLiteral(" (through the SSH tunnel to ") + tunnel.remoteDescription() + u')',
+                keepAwakeMinutes);
             break;
         case SshTunnel::State::Reconnecting:
         case SshTunnel::State::Failed: {

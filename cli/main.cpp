@@ -28,14 +28,17 @@ int runApiCommand(QCoreApplication &app, const cli::Invocation &inv, const Confi
 {
     const bool wake = inv.command == cli::Command::Wake;
     if (!inv.host.isEmpty())
-        return runRemoteApiCommand(config, inv.host, wake);
+        return runRemoteApiCommand(config, inv.host, wake, inv.keepAwakeMinutes);
     const cli::Endpoint endpoint = cli::apiEndpoint(config, inv.host);
     ApiClient client(endpoint.url, endpoint.token);
     int exitCode = 1;
-    sendApiRequest(client, wake, [&](int code) {
-        exitCode = code;
-        app.quit();
-    });
+    sendApiRequest(
+        client, wake,
+        [&](int code) {
+            exitCode = code;
+            app.quit();
+        },
+        {}, inv.keepAwakeMinutes);
     app.exec();
     return exitCode;
 }

@@ -51,11 +51,15 @@ void ApiClient::fetchStatus()
             [this, reply] { handleReply(reply, Operation::Status); });
 }
 
-void ApiClient::wake()
+void ApiClient::wake(double keepAwakeMinutes)
 {
     QNetworkRequest req = request(QStringLiteral("/slullama/wake"));
     req.setHeader(QNetworkRequest::ContentTypeHeader, QStringLiteral("application/json"));
-    QNetworkReply *reply = m_network.post(req, QByteArray());
+    QByteArray body;
+    if (keepAwakeMinutes > 0)
+        body = QJsonDocument(QJsonObject {{QStringLiteral("keep_awake_minutes"), keepAwakeMinutes}})
+                   .toJson(QJsonDocument::Compact);
+    QNetworkReply *reply = m_network.post(req, body);
     connect(reply, &QNetworkReply::finished, this,
             [this, reply] { handleReply(reply, Operation::Wake); });
 }

@@ -29,8 +29,9 @@ public:
 
     // GET /slullama/status — never wakes the node.
     void fetchStatus();
-    // POST /slullama/wake — the daemon answers 202 with its status at once.
-    void wake();
+    // POST /slullama/wake — the daemon answers 202 with its status at once. With
+    // keepAwakeMinutes > 0 the daemon keeps the node up at least that long (awake_until).
+    void wake(double keepAwakeMinutes = 0);
 
 signals:
     // `json` is the body as the daemon sent it (the CLI prints it; fields this version does not

@@ -39,6 +39,8 @@ const QList<OptionSpec> &optionSpecs()
         {{QStringLiteral("config")}, QStringLiteral("PATH"),
          QStringLiteral("config file (default: $SLULLAMA_CONFIG, else "
                         "$XDG_CONFIG_HOME/slullama/config.toml)")},
+        {{QStringLiteral("keep-awake")}, QStringLiteral("MINUTES"),
+         QStringLiteral("wake: keep the node up at least this long (1 to 1440 minutes)")},
         {{QStringLiteral("admin")}, {},
          QStringLiteral("keys add: the key may see every user's usage in the status")},
         {{QStringLiteral("dry-run")}, {},
@@ -72,10 +74,13 @@ QStringList allowedOptions(Program program, Command command)
                + QStringList{QStringLiteral("port"), QStringLiteral("token"),
                              QStringLiteral("local-port"), QStringLiteral("config")};
     case Command::Status:
-    case Command::Wake:
         return common
                + QStringList{QStringLiteral("port"), QStringLiteral("token"),
                              QStringLiteral("config")};
+    case Command::Wake:
+        return common
+               + QStringList{QStringLiteral("port"), QStringLiteral("token"),
+                             QStringLiteral("config"), QStringLiteral("keep-awake")};
     case Command::Keys:
         return common + QStringList{QStringLiteral("config"), QStringLiteral("admin")};
     }
@@ -344,6 +349,14 @@ Result<Invocation> parseArguments(const QStringList &arguments, Program program)
         if (!minutes)
             return makeError(QStringLiteral("--idle-timeout: ") + minutes.error());
         o.idleTimeoutMinutes = *minutes;
+    }
+    if (parser.isSet(QStringLiteral("keep-awake"))) {
+        bool ok = false;
+        const double minutes = parser.value(QStringLiteral("keep-awake")).toDouble(&ok);
+        if (!ok || !(minutes > 0) || minutes > 24 * 60)
+            return makeError(
+                QStringLiteral("--keep-awake: expected minutes, more than 0 and at most 1440"));
+        inv.keepAwakeMinutes = minutes;
     }
     if (parser.isSet(QStringLiteral("token")))
         o.token = parser.value(QStringLiteral("token"));

@@ -30,6 +30,7 @@ struct Invocation
     QString host;                     // connect: [user@]headnode; status/wake: HOST
     QStringList keysArgs;             // keys: ACTION [NAME] (add|revoke|list)
     bool admin = false;               // keys add --admin
+    double keepAwakeMinutes = 0;      // wake --keep-awake MINUTES (0: a plain wake)
 };
 
 // `arguments` as QCoreApplication::arguments() gives them (program name first). An error is a

@@ -434,6 +434,9 @@ const QList<SectionSpec> &sections()
              key("interactive", [](const toml::node &n, Config &c) {
                  return readBool(n, &c.ssh.interactive);
              }),
+             key("forward_socket", [](const toml::node &n, Config &c) {
+                 return readBool(n, &c.ssh.forwardSocket);
+             }),
          }},
         {"client",
          {
@@ -932,6 +935,7 @@ QString describeConfig(const Config &c)
     line("user", tomlString(c.ssh.user));
     line("program", tomlString(c.ssh.program));
     line("interactive", tomlBool(c.ssh.interactive));
+    line("forward_socket", tomlBool(c.ssh.forwardSocket));
 
     out += QStringLiteral("\n[client]\n");
     line("host", tomlString(c.client.host));

@@ -85,6 +85,9 @@ struct SshConfig
     // true: the forward rides a pty session running a remote sleeper (sshd sets TCP_NODELAY only
     // for interactive sessions); false: plain `ssh -N`, for nodes that refuse ptys or shells
     bool interactive = true;
+    // true: the tunnel's head-node end is a Unix socket in a 0700 directory only the daemon's
+    // user can open; false: a TCP port on 127.0.0.1, which every head-node user can reach
+    bool forwardSocket = true;
 };
 
 struct ClientConfig

@@ -128,6 +128,9 @@ QJsonObject Status::toJson() const
         {QStringLiteral("last_end_reason"), stringOrNull(lastEndReason)},
         {QStringLiteral("last_boot"), lastBoot},
         {QStringLiteral("handover"), handoverValue},
+        {QStringLiteral("awake_until"),
+         awakeUntil.isValid() ? QJsonValue(awakeUntil.toUTC().toString(Qt::ISODate))
+                              : QJsonValue(QJsonValue::Null)},
     };
 }
 
@@ -193,6 +196,8 @@ Result<Status> Status::fromJson(const QByteArray &json)
     if (!at.isEmpty())
         s.lastBootAt = QDateTime::fromString(at, Qt::ISODate);
     s.lastBootSeconds = readDouble(lastBoot, "seconds", -1);
+    if (const QString until = readString(root, "awake_until"); !until.isEmpty())
+        s.awakeUntil = QDateTime::fromString(until, Qt::ISODate);
 
     const QJsonObject handover = root.value(QLatin1String("handover")).toObject();
     s.handover.stage = readString(handover, "stage");

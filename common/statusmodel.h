@@ -77,6 +77,7 @@ struct Status
     QString lastEndReason; // why the last job ended (idle, cancelled outside, time limit...)
     QDateTime lastBootAt; // invalid if never
     double lastBootSeconds = -1;
+    QDateTime awakeUntil; // JSON `awake_until`: a wake's "keep awake until"; invalid (null) if none
     HandoverStatus handover; // JSON `handover`: null when none
     UsageSummary usageToday; // parsed from `usage` if present; not written by toJson()
 

@@ -17,6 +17,9 @@ struct Upstream
     QString host = QStringLiteral("127.0.0.1");
     quint16 port = 0;
     quint64 generation = 0;  // changes with every boot (and tunnel rebuild)
+    // The tunnel's local end as a Unix socket path (then host/port only name the Host header);
+    // empty: TCP to host:port.
+    QString localSocket;
 };
 
 struct AcquireResult
@@ -50,6 +53,13 @@ public:
 
     // POST /slullama/wake: start a boot if sleeping; no request is held.
     virtual void wake() = 0;
+    // POST /slullama/wake with a duration: wake, and do not end the job for being idle before
+    // `minutes` from now (a later, shorter call never shortens an earlier promise).
+    virtual void wakeFor(double minutes)
+    {
+        Q_UNUSED(minutes);
+        wake();
+    }
     virtual Status status() const = 0;
 };
 

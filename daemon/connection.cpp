@@ -35,6 +35,43 @@ QByteArray errorJson(const QString &message)
         .toJson(QJsonDocument::Compact);
 }
 
+constexpr qint64 kMaxWakeBody = 16 * 1024;
+constexpr double kMaxKeepAwakeMinutes = 24 * 60;
+
+// The wake's keep-awake minutes from `?minutes=N` or a JSON body {"keep_awake_minutes": N};
+// 0 when neither is given.
+Result<double> keepAwakeMinutes(const QByteArray &query, const QByteArray &body)
+{
+    std::optional<double> minutes;
+    for (const QByteArray &pair : query.split('&')) {
+        if (!pair.startsWith("minutes="))
+            continue;
+        bool ok = false;
+        const double value = pair.mid(8).toDouble(&ok);
+        if (!ok)
+            return makeError(QStringLiteral("minutes is not a number"));
+        minutes = value;
+    }
+    if (!body.trimmed().isEmpty()) {
+        QJsonParseError error;
+        const QJsonDocument document = QJsonDocument::fromJson(body, &error);
+        if (error.error != QJsonParseError::NoError || !document.isObject())
+            return makeError(QStringLiteral("the wake body must be a JSON object"));
+        const QJsonValue value = document.object().value(QLatin1String("keep_awake_minutes"));
+        if (!value.isUndefined() && !value.isNull()) {
+            if (!value.isDouble())
+                return makeError(QStringLiteral("keep_awake_minutes must be a number"));
+            minutes = value.toDouble();
+        }
+    }
+    if (!minutes)
+        return 0.0;
+    if (!std::isfinite(*minutes) || *minutes <= 0 || *minutes > kMaxKeepAwakeMinutes)
+        return makeError(QStringLiteral("keep-awake minutes must be more than 0 and at most %1")
+                             .arg(kMaxKeepAwakeMinutes));
+    return *minutes;
+}
+
 } // namespace
 
 ProxySettings ProxySettings::fromConfig(const ServerConfig &server)
@@ -128,6 +165,10 @@ void Connection::onReadyRead()
         m_socket->skip(m_socket->bytesAvailable());
         break;
     case State::Acquiring:
+        if (m_wakeBodyWait) {
+            continueWake();
+            break;
+        }
         // The body waits in the socket buffer until the upstream is there; when that buffer
         // is full, TCP flow control holds the client.
         break;
@@ -343,10 +384,46 @@ void Connection::handleOwnRoute()
         respondError(405, QStringLiteral("use POST"), skipRequestBody(), "Allow: POST\r\n");
         return;
     }
-    m_shared->backend->wake();
+    if (m_framing.kind == http::BodyFraming::Chunked
+        || (m_framing.kind == http::BodyFraming::Length && m_framing.length > kMaxWakeBody)) {
+        respondError(m_framing.kind == http::BodyFraming::Chunked ? 411 : 413,
+                     QStringLiteral("the wake body must have a Content-Length of at most %1")
+                         .arg(kMaxWakeBody));
+        return;
+    }
+    m_state = State::Acquiring;
+    m_wakeBodyWait = true;
+    m_timer.start(m_shared->settings.headerTimeoutMs, Qt::CoarseTimer, this);
+    continueWake();
+}
+
+void Connection::continueWake()
+{
+    const qint64 length = m_framing.kind == http::BodyFraming::Length ? m_framing.length : 0;
+    if (m_in.size() < length) {
+        const qint64 want = std::min<qint64>(m_socket->bytesAvailable(), length - m_in.size());
+        if (want > 0)
+            m_in += m_socket->read(want);
+        if (m_in.size() < length)
+            return; // onReadyRead() calls again
+    }
+    m_wakeBodyWait = false;
+    m_timer.stop();
+    const QByteArray body = m_in.left(length);
+    m_in.remove(0, length);
+    m_framing = {};
+    const auto minutes = keepAwakeMinutes(m_head.query, body);
+    if (!minutes) {
+        respondError(400, minutes.error(), true);
+        return;
+    }
+    if (*minutes > 0)
+        m_shared->backend->wakeFor(*minutes);
+    else
+        m_shared->backend->wake();
     if (m_shared->gateway)
         m_shared->gateway->noteWake(m_record);
-    respond(202, statusBody(), skipRequestBody());
+    respond(202, statusBody(), true);
 }
 
 void Connection::startAcquire()
@@ -613,6 +690,11 @@ void Connection::timerEvent(QTimerEvent *event)
         return;
     }
     m_timer.stop();
+    if (m_wakeBodyWait) {
+        m_wakeBodyWait = false;
+        respondError(408, QStringLiteral("the wake body did not arrive in time"));
+        return;
+    }
     switch (m_state) {
     case State::ReadingHead:
         if (m_headStarted || !m_in.isEmpty()) {

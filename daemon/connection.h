@@ -102,6 +102,8 @@ private:
                       const QByteArray &extraHeaders = {});
     bool requestBodyPending() const;
     bool skipRequestBody();
+    // POST /slullama/wake: waits for a small body (the keep-awake duration), then answers.
+    void continueWake();
     void endExchange(bool keepAlive);
     void releaseHold();
     void closeGracefully();
@@ -125,6 +127,7 @@ private:
     bool m_ticketPending = false;
     bool m_holding = false;
     bool m_closeAfterExchange = false;
+    bool m_wakeBodyWait = false; // in State::Acquiring: reading the wake's body, not acquiring
     Backend::Ticket m_ticket = 0;
     quint64 m_attempt = 0;
     Upstream m_upstream;

@@ -1,8 +1,15 @@
 #include "healthprobe.h"
 
+#include "unixconnect.h"
+
 #include <QPointer>
 #include <QTcpSocket>
 #include <QTimer>
+
+#include <functional>
+#include <memory>
+
+#include <unistd.h>
 
 namespace slullama {
 
@@ -55,7 +62,39 @@ public:
                              finish(false, socket->errorString());
                          });
         timer->start(std::max(1, timeoutMs));
-        socket->connectToHost(host, port);
+        if (!host.startsWith(QLatin1Char('/'))) {
+            socket->connectToHost(host, port);
+            return;
+        }
+        // A Unix socket path: connected at once or not at all (a missing path is the tunnel
+        // not being up yet, reported like a refused TCP port).
+        auto attempt = std::make_shared<std::function<void()>>();
+        *attempt = [socket, host, port, finish, weak = std::weak_ptr(attempt)]() {
+            QString error;
+            bool busy = false;
+            const int fd = connectUnixSocket(host, &error, &busy);
+            if (busy) {
+                // A full backlog under a burst of connects: try again until the timeout.
+                if (auto again = weak.lock())
+                    QTimer::singleShot(5, socket, [again]() { (*again)(); });
+                return;
+            }
+            if (fd < 0 || !socket->setSocketDescriptor(fd, QAbstractSocket::ConnectedState)) {
+                if (fd >= 0) {
+                    ::close(fd);
+                    error = socket->errorString();
+                }
+                finish(false, QStringLiteral("connection refused (%1)").arg(error));
+                return;
+            }
+            socket->write(QByteArrayLiteral("GET /api/version HTTP/1.1\r\nHost: 127.0.0.1:")
+                          + QByteArray::number(port)
+                          + QByteArrayLiteral("\r\nConnection: close\r\n\r\n"));
+        };
+        // Kept alive by the socket (deleted with it); run from the event loop, never in check().
+        QObject::connect(socket, &QObject::destroyed, socket,
+                         [attempt]() mutable { attempt.reset(); });
+        QTimer::singleShot(0, socket, [attempt]() { (*attempt)(); });
     }
 };
 

@@ -18,6 +18,7 @@ public:
 
     virtual ~HealthProbe() = default;
 
+    // `host` starting with '/' is a Unix socket path (`port` then only fills the Host header).
     // `done` is called exactly once from the event loop unless `context` is destroyed first.
     virtual void check(const QString &host, quint16 port, int timeoutMs, QObject *context,
                        Callback done)

@@ -169,6 +169,7 @@ Backend::Ticket Lifecycle::acquire(Callback done)
         AcquireResult result;
         result.ok = true;
         result.upstream.port = m_localPort;
+        result.upstream.localSocket = m_tunnel->localSocket();
         result.upstream.generation = m_generation;
         emit statusChanged();
         done(result);
@@ -215,6 +216,17 @@ void Lifecycle::wake()
     if (m_shuttingDown || m_phase != Phase::Sleeping)
         return;
     beginBoot();
+}
+
+void Lifecycle::wakeFor(double minutes)
+{
+    if (m_shuttingDown)
+        return;
+    const qint64 until = m_clock->monotonicMs() + qint64(std::llround(minutes * 60000.0));
+    m_awakeUntilMs = std::max(m_awakeUntilMs, until);
+    wake();
+    rearmIdleTimer();
+    emit statusChanged();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -470,7 +482,11 @@ void Lifecycle::openTunnel()
     m_localPort = port;
     m_tunnelOpenedMs = m_clock->monotonicMs();
     qCInfo(lcNodeTunnel).noquote()
-        << QStringLiteral("tunnel 127.0.0.1:%1 -> %2:%3").arg(port).arg(m_node).arg(m_remotePort);
+        << QStringLiteral("tunnel %1 -> %2:%3")
+               .arg(m_tunnel->localSocket().isEmpty() ? QStringLiteral("127.0.0.1:%1").arg(port)
+                                                      : m_tunnel->localSocket())
+               .arg(m_node)
+               .arg(m_remotePort);
     emit statusChanged();
     scheduleHealth(kHealthIntervalMs);
 }
@@ -545,7 +561,7 @@ void Lifecycle::checkHealth()
     m_healthInFlight = true;
     const quint64 serial = m_tunnelSerial;
     m_probe->check(
-        QStringLiteral("127.0.0.1"), m_localPort, kHealthTimeoutMs, this,
+        tunnelProbeHost(*m_tunnel), m_localPort, kHealthTimeoutMs, this,
         [this, serial](bool healthy, const QString &detail) {
             m_healthInFlight = false;
             if (serial != m_tunnelSerial || m_phase != Phase::Starting)
@@ -605,6 +621,7 @@ void Lifecycle::serveWaiters()
         AcquireResult result;
         result.ok = true;
         result.upstream.port = m_localPort;
+        result.upstream.localSocket = m_tunnel->localSocket();
         result.upstream.generation = m_generation;
         result.waitedSeconds = double(now - waiter.sinceMs) / 1000.0;
         waiter.done(result);
@@ -754,13 +771,18 @@ qint64 Lifecycle::idleBaseMs() const
     return std::max(m_lastReleaseMs, m_readyAtMs);
 }
 
+qint64 Lifecycle::idleDeadlineMs() const
+{
+    return std::max(idleBaseMs() + idleTimeoutMs(), m_awakeUntilMs);
+}
+
 void Lifecycle::rearmIdleTimer()
 {
     m_clock->stopTimer(m_idleTimer);
     m_idleTimer = 0;
     if (m_phase != Phase::Ready || m_active > 0)
         return;
-    const qint64 deadline = idleBaseMs() + idleTimeoutMs();
+    const qint64 deadline = idleDeadlineMs();
     const qint64 wait = std::max<qint64>(0, deadline - m_clock->monotonicMs());
     m_idleTimer = m_clock->startTimer(wait, this, [this]() {
         m_idleTimer = 0;
@@ -772,7 +794,7 @@ void Lifecycle::onIdleTimer()
 {
     if (m_phase != Phase::Ready || m_active > 0)
         return;
-    if (m_clock->monotonicMs() < idleBaseMs() + idleTimeoutMs())
+    if (m_clock->monotonicMs() < idleDeadlineMs())
         return rearmIdleTimer();
     qCInfo(lcLifecycle).noquote() << "idle for" << m_config.slurm.idleTimeoutMinutes << "min";
     beginStopping(QStringLiteral("idle"));
@@ -943,7 +965,7 @@ void Lifecycle::checkReadyHealth()
     // Thousands of streams on the tunnel can delay the probe's channel open by seconds; a probe
     // that only lost that race must not cut them all (see kBusyHealthTimeoutMs).
     const bool busy = m_active > 0;
-    m_probe->check(QStringLiteral("127.0.0.1"), m_localPort,
+    m_probe->check(tunnelProbeHost(*m_tunnel), m_localPort,
                    busy ? kBusyHealthTimeoutMs : kHealthTimeoutMs, this,
                    [this, serial](bool healthy, const QString &detail) {
                        m_healthInFlight = false;
@@ -1175,8 +1197,9 @@ Status Lifecycle::status() const
     s.keepAliveEffective = m_extendRefused ? QStringLiteral("cancel") : s.keepAlive;
     s.activeRequests = m_active;
     if (m_phase == Phase::Ready && m_active == 0)
-        s.secondsUntilSleep
-            = std::max<qint64>(0, (idleBaseMs() + idleTimeoutMs() - now + 999) / 1000);
+        s.secondsUntilSleep = std::max<qint64>(0, (idleDeadlineMs() - now + 999) / 1000);
+    if (m_awakeUntilMs > now && m_phase != Phase::Sleeping && m_phase != Phase::Stopping)
+        s.awakeUntil = m_clock->currentDateTime().addMSecs(m_awakeUntilMs - now);
     s.lastError = m_lastError;
     s.lastEndReason = m_lastEndReason;
     s.lastBootAt = m_lastBootAt;
@@ -1248,7 +1271,7 @@ void Lifecycle::maybeHandover()
     if (leftMs <= 0)
         return;
     // An idle gateway must not keep an allocation: the idle timeout would end it first.
-    if (m_active == 0 && idleBaseMs() + idleTimeoutMs() <= now + leftMs)
+    if (m_active == 0 && idleDeadlineMs() <= now + leftMs)
         return; // a request meanwhile calls this again
     beginHandover();
 }
@@ -1430,7 +1453,7 @@ void Lifecycle::checkHandoverHealth()
         return scheduleHandoverStep(kHealthIntervalMs);
     m_handover.healthInFlight = true;
     const quint64 serial = m_handover.tunnelSerial;
-    m_probe->check(QStringLiteral("127.0.0.1"), m_handover.localPort, kHealthTimeoutMs, this,
+    m_probe->check(tunnelProbeHost(*m_handover.tunnel), m_handover.localPort, kHealthTimeoutMs, this,
                    [this, serial](bool healthy, const QString &detail) {
                        if (serial != m_handover.tunnelSerial || m_handover.stage != u"booting")
                            return;

@@ -60,6 +60,7 @@ public:
     void release() override;
     void reportUpstreamFailure(quint64 generation, const QString &reason) override;
     void wake() override;
+    void wakeFor(double minutes) override;
     Status status() const override;
 
     // Walltime hand-over: how a successor job's ssh tunnel is made (tests inject fakes; by
@@ -143,6 +144,8 @@ private:
     qint64 pollIntervalMs() const;
     qint64 idleTimeoutMs() const;
     qint64 idleBaseMs() const;
+    // When an idle job may end: the idle timeout after the last use, or a wake's keep-awake.
+    qint64 idleDeadlineMs() const;
 
     // Walltime hand-over (keep_alive = cancel or extension refused): a successor job boots
     // beside the one in use, takes new requests once healthy, and the old one is cancelled when
@@ -230,6 +233,7 @@ private:
     qint64 m_startedMs = 0;
     qint64 m_lastReleaseMs = -1; // -1: never used
     qint64 m_readyAtMs = -1;
+    qint64 m_awakeUntilMs = -1; // wakeFor(): no idle teardown before this (monotonic ms)
     qint64 m_lastExtendMs = -1;
     bool m_extendRefused = false;
     bool m_extendInFlight = false;

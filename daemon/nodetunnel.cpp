@@ -3,11 +3,13 @@
 #include "logging.h"
 #include "processrunner.h"
 
+#include <QFileInfo>
 #include <QHostAddress>
 #include <QPointer>
 #include <QProcess>
 #include <QRegularExpression>
 #include <QTcpServer>
+#include <QTemporaryDir>
 #include <QTimer>
 
 #ifdef Q_OS_LINUX
@@ -27,8 +29,19 @@ quint16 pickFreeLoopbackPort()
     return port;
 }
 
-QStringList sshTunnelArguments(const SshConfig &ssh, const QString &node, quint16 localPort,
-                               quint16 remotePort)
+QString tunnelSocketParent()
+{
+    const QString runtime = qEnvironmentVariable("XDG_RUNTIME_DIR");
+    const QFileInfo info(runtime);
+    if (!runtime.isEmpty() && info.isAbsolute() && info.isDir() && info.isWritable())
+        return runtime;
+    return QStringLiteral("/tmp");
+}
+
+namespace {
+
+QStringList tunnelArguments(const SshConfig &ssh, const QString &node, const QString &forward,
+                            bool unixSocket)
 {
     // With `-N` there is no session, so neither ssh nor sshd marks the connection interactive
     // and sshd leaves Nagle's algorithm on: a small NDJSON chunk then waits for the head's
@@ -42,16 +55,15 @@ QStringList sshTunnelArguments(const SshConfig &ssh, const QString &node, quint1
         args << QStringLiteral("-tt") << QStringLiteral("-e") << QStringLiteral("none");
     else
         args << QStringLiteral("-N");
-    // Bind the local end to loopback explicitly: other head-node users must not reach it.
-    args << QStringLiteral("-L")
-         << QStringLiteral("127.0.0.1:%1:127.0.0.1:%2").arg(localPort).arg(remotePort)
-         << QStringLiteral("-p") << QString::number(ssh.port);
+    args << QStringLiteral("-L") << forward << QStringLiteral("-p") << QString::number(ssh.port);
     if (!ssh.identityFile.isEmpty())
         args << QStringLiteral("-i") << ssh.identityFile;
     args << QStringLiteral("-o") << QStringLiteral("BatchMode=yes") //
          << QStringLiteral("-o") << QStringLiteral("ExitOnForwardFailure=yes") //
          << QStringLiteral("-o") << QStringLiteral("ServerAliveInterval=15") //
          << QStringLiteral("-o") << QStringLiteral("ServerAliveCountMax=3");
+    if (unixSocket)
+        args << QStringLiteral("-o") << QStringLiteral("StreamLocalBindUnlink=yes");
     for (const QString &option : ssh.options)
         args << QStringLiteral("-o") << option;
     args << (ssh.user.isEmpty() ? node : ssh.user + QLatin1Char('@') + node);
@@ -59,6 +71,24 @@ QStringList sshTunnelArguments(const SshConfig &ssh, const QString &node, quint1
     if (ssh.interactive)
         args << QStringLiteral("exec sleep 2147483647");
     return args;
+}
+
+} // namespace
+
+QStringList sshTunnelArguments(const SshConfig &ssh, const QString &node, quint16 localPort,
+                               quint16 remotePort)
+{
+    // Bind the local end to loopback explicitly (still, every head-node user can connect).
+    return tunnelArguments(
+        ssh, node, QStringLiteral("127.0.0.1:%1:127.0.0.1:%2").arg(localPort).arg(remotePort),
+        false);
+}
+
+QStringList sshTunnelArguments(const SshConfig &ssh, const QString &node,
+                               const QString &localSocket, quint16 remotePort)
+{
+    return tunnelArguments(ssh, node, localSocket + QStringLiteral(":127.0.0.1:%1").arg(remotePort),
+                           true);
 }
 
 namespace {
@@ -84,13 +114,33 @@ public:
                 *error = QStringLiteral("refusing to ssh to node name \"%1\"").arg(node);
             return 0;
         }
-        const quint16 localPort = pickFreeLoopbackPort();
-        if (localPort == 0) {
-            if (error)
-                *error = QStringLiteral("no free local port on 127.0.0.1 for the node tunnel");
-            return 0;
+        quint16 localPort = 0;
+        QStringList args;
+        if (m_ssh.forwardSocket) {
+            // A fresh 0700 directory per tunnel: only our user can connect, and a socket left
+            // by an earlier ssh can never be mistaken for this one.
+            auto dir = std::make_unique<QTemporaryDir>(tunnelSocketParent()
+                                                       + QStringLiteral("/slullama-tunnel-XXXXXX"));
+            if (!dir->isValid()) {
+                if (error)
+                    *error = QStringLiteral("cannot create a private directory for the tunnel "
+                                            "socket: %1")
+                                 .arg(dir->errorString());
+                return 0;
+            }
+            m_socketDir = std::move(dir);
+            m_localSocket = m_socketDir->filePath(QStringLiteral("ollama.sock"));
+            localPort = remotePort;
+            args = sshTunnelArguments(m_ssh, node, m_localSocket, remotePort);
+        } else {
+            localPort = pickFreeLoopbackPort();
+            if (localPort == 0) {
+                if (error)
+                    *error = QStringLiteral("no free local port on 127.0.0.1 for the node tunnel");
+                return 0;
+            }
+            args = sshTunnelArguments(m_ssh, node, localPort, remotePort);
         }
-        const QStringList args = sshTunnelArguments(m_ssh, node, localPort, remotePort);
         auto *process = new QProcess(this);
         process->setProgram(m_ssh.program);
         process->setArguments(args);
@@ -140,6 +190,8 @@ public:
         QProcess *process = m_process;
         m_process = nullptr;
         m_localPort = 0;
+        m_localSocket.clear();
+        m_socketDir.reset();
         if (!process)
             return;
         QObject::disconnect(process, nullptr, this, nullptr);
@@ -162,6 +214,10 @@ public:
     {
         return m_localPort;
     }
+    QString localSocket() const override
+    {
+        return m_localSocket;
+    }
 
 private:
     void ended(QProcess *process, const QString &reason, const ExitCallback &onExit)
@@ -170,6 +226,8 @@ private:
             return; // an old tunnel we already replaced or closed
         m_process = nullptr;
         m_localPort = 0;
+        m_localSocket.clear();
+        m_socketDir.reset();
         process->deleteLater();
         qCWarning(lcNodeTunnel).noquote() << "tunnel ended:" << reason;
         if (onExit)
@@ -179,6 +237,8 @@ private:
     SshConfig m_ssh;
     QPointer<QProcess> m_process;
     quint16 m_localPort = 0;
+    QString m_localSocket;
+    std::unique_ptr<QTemporaryDir> m_socketDir; // removed (with the socket) on close
 };
 
 } // namespace

@@ -1,12 +1,16 @@
 #include "upstreamrelay.h"
 
 #include "logging.h"
+#include "unixconnect.h"
 
 #include <QHostAddress>
 #include <QTcpSocket>
+#include <QTimer>
 #include <QTimerEvent>
 
 #include <array>
+
+#include <unistd.h>
 
 namespace slullama {
 
@@ -96,7 +100,8 @@ UpstreamPool::Entry *UpstreamPool::find(const Upstream &upstream)
 {
     for (Entry &entry : m_entries) {
         if (entry.upstream.port == upstream.port && entry.upstream.generation == upstream.generation
-            && entry.upstream.host == upstream.host)
+            && entry.upstream.host == upstream.host
+            && entry.upstream.localSocket == upstream.localSocket)
             return &entry;
     }
     return nullptr;
@@ -124,7 +129,8 @@ void UpstreamPool::put(const Upstream &upstream, QTcpSocket *socket)
     if (!entry) {
         // A new boot generation makes the old connections useless: forget them.
         for (Entry &old : m_entries) {
-            if (old.upstream.host == upstream.host && old.upstream.port == upstream.port) {
+            if (old.upstream.host == upstream.host && old.upstream.port == upstream.port
+                && old.upstream.localSocket == upstream.localSocket) {
                 for (Idle &idle : old.idle) {
                     idle.socket->disconnect(this);
                     idle.socket->abort();
@@ -249,8 +255,43 @@ void UpstreamRelay::openUpstream()
     m_upstream = new QTcpSocket(this);
     m_upstream->setReadBufferSize(kSocketReadBuffer);
     attachUpstream();
-    m_connectTimer.start(m_request.connectTimeoutMs, Qt::CoarseTimer, this);
-    m_upstream->connectToHost(QHostAddress(m_target.host), m_target.port);
+    if (!m_connectTimer.isActive()) // a busy-socket retry keeps the first deadline
+        m_connectTimer.start(m_request.connectTimeoutMs, Qt::CoarseTimer, this);
+    if (m_target.localSocket.isEmpty()) {
+        m_upstream->connectToHost(QHostAddress(m_target.host), m_target.port);
+        return;
+    }
+    QString error;
+    bool busy = false;
+    const int fd = connectUnixSocket(m_target.localSocket, &error, &busy);
+    if (busy) {
+        // The listen backlog is full (a burst of connects); TCP would queue the SYN, so wait a
+        // little and try again until the connect timeout.
+        QTimer::singleShot(5, this, [this] {
+            if (m_finished || m_connected || !m_upstream)
+                return;
+            m_upstream->disconnect(this);
+            m_upstream->deleteLater();
+            openUpstream();
+        });
+        return;
+    }
+    if (fd < 0 || !m_upstream->setSocketDescriptor(fd, QAbstractSocket::ConnectedState)) {
+        if (fd >= 0) {
+            ::close(fd);
+            error = m_upstream->errorString();
+        }
+        // Like a refused TCP connect (reported from the event loop, never inside start()): the
+        // caller's retry and failure report take over.
+        QMetaObject::invokeMethod(
+            this,
+            [this, error] {
+                onUpstreamClosed(QStringLiteral("connection refused (%1)").arg(error));
+            },
+            Qt::QueuedConnection);
+        return;
+    }
+    onConnected();
 }
 
 void UpstreamRelay::attachUpstream()

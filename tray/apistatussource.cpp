@@ -31,4 +31,9 @@ void ApiStatusSource::wake()
     m_client.wake();
 }
 
+void ApiStatusSource::wakeFor(double minutes)
+{
+    m_client.wake(minutes);
+}
+
 } // namespace slullama

@@ -16,6 +16,7 @@ public:
     void setEndpoint(const QUrl &base, const QString &token) override;
     void fetchStatus() override;
     void wake() override;
+    void wakeFor(double minutes) override;
 
 private:
     ApiClient m_client;

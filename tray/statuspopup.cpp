@@ -129,11 +129,12 @@ void StatusPopup::refresh()
     else if (phase == TrayPhase::Ready)
         idle = QStringLiteral("not used yet");
     setRow(m_idle, idle, known);
-    setRow(m_untilSleep,
-           c.secondsUntilSleep() >= 0
-               ? formatDuration(c.secondsUntilSleep())
-               : (c.activeRequests() > 0 ? QStringLiteral("not while in use") : dash),
-           known);
+    QString untilSleep = c.secondsUntilSleep() >= 0
+        ? formatDuration(c.secondsUntilSleep())
+        : (c.activeRequests() > 0 ? QStringLiteral("not while in use") : dash);
+    if (!c.awakeUntil().isEmpty())
+        untilSleep += QStringLiteral(" (awake until ") + c.awakeUntil() + QLatin1Char(')');
+    setRow(m_untilSleep, untilSleep, known);
     setRow(m_active, QString::number(c.activeRequests()), known);
     setRow(m_requests, QString::number(c.requestCount()), known);
     setRow(m_uptime, c.uptimeSeconds() >= 0 ? formatDuration(c.uptimeSeconds()) : dash, known);

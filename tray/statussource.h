@@ -22,6 +22,12 @@ public:
     // GET /slullama/status — never wakes the node.
     virtual void fetchStatus() = 0;
     virtual void wake() = 0;
+    // A wake that keeps the node up for at least `minutes` (the daemon reports awake_until).
+    virtual void wakeFor(double minutes)
+    {
+        Q_UNUSED(minutes);
+        wake();
+    }
 
 signals:
     void statusReceived(const slullama::Status &status);

@@ -361,6 +361,8 @@ QString TrayController::toolTip() const
         times[0][0] = times[0][0].toUpper();
         lines << times.join(QStringLiteral(", "));
     }
+    if (!awakeUntil().isEmpty())
+        lines << QStringLiteral("Awake until ") + awakeUntil();
     if (!usageToday().isEmpty())
         lines << QStringLiteral("Today: ") + usageToday();
     if (p == TrayPhase::Error && !lastError().isEmpty())
@@ -382,6 +384,25 @@ void TrayController::start()
 
 void TrayController::wake()
 {
+    m_keepAwakeMinutes = 0;
+    requestWake();
+}
+
+void TrayController::keepAwakeFor(int minutes)
+{
+    m_keepAwakeMinutes = std::max(0, minutes);
+    requestWake();
+}
+
+QString TrayController::awakeUntil() const
+{
+    if (!m_hasStatus || !m_status.awakeUntil.isValid())
+        return {};
+    return m_status.awakeUntil.toLocalTime().toString(QStringLiteral("HH:mm"));
+}
+
+void TrayController::requestWake()
+{
     m_wakeError.clear();
     if (!isConfigured())
         return;
@@ -398,7 +419,10 @@ void TrayController::wake()
     qCInfo(lcTray) << "asking the daemon to wake the GPU node";
     m_wakePending = true;
     m_wakeSent = false;
-    m_source->wake();
+    if (m_keepAwakeMinutes > 0)
+        m_source->wakeFor(m_keepAwakeMinutes);
+    else
+        m_source->wake();
     emit changed();
 }
 
@@ -467,7 +491,7 @@ void TrayController::onTunnelState(TunnelControl::State state)
         pollNow();
         if (m_wakeOnConnect) {
             m_wakeOnConnect = false;
-            wake();
+            requestWake();
         }
     } else {
         if (previous == TunnelControl::State::Connected && !m_userClosed && !m_dropNotified) {

@@ -88,6 +88,8 @@ public:
     bool isTunnelUp() const;
     QString endpointUrl() const; // what tools use: http://localhost:<local_port>
     QString toolTip() const;
+    // "HH:MM" (local time) while the daemon keeps the node awake on request; else empty.
+    QString awakeUntil() const;
 
     int pollInterval() const; // ms until the next poll is due; 0 when not polling
     bool isPolling() const { return m_pollTimer.isActive() || m_fetchInFlight; }
@@ -95,6 +97,8 @@ public:
 public slots:
     void start(); // opens the tunnel when a host is configured
     void wake();
+    // Wakes (or keeps up) the node for at least `minutes`: "Keep awake for…".
+    void keepAwakeFor(int minutes);
     void connectTunnel();
     void disconnectTunnel();
     void toggleTunnel();
@@ -113,6 +117,7 @@ private:
     void onWakeAccepted(const Status &status);
     void applyStatus(const Status &status);
     void onWakeFailed(const QString &message, int httpStatus);
+    void requestWake();
     void scheduleNextPoll();
     void stopPolling();
     bool wantsFastPoll() const;
@@ -135,6 +140,7 @@ private:
     bool m_userClosed = false; // the tunnel was closed on purpose: not a "drop"
     bool m_wakeOnConnect = false; // wake() while down: send it once the tunnel is up
     QString m_wakeError; // why the last wake was refused; until the next wake
+    int m_keepAwakeMinutes = 0; // of the wake being asked; 0: a plain wake
     bool m_fetchInFlight = false;
     qint64 m_fetchStartedAt = 0;
     quint64 m_fetchSeq = 0; // counts status requests

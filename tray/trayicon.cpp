@@ -7,6 +7,7 @@
 #include "trayicons.h"
 
 #include <QAction>
+#include <QInputDialog>
 #include <QMenu>
 
 namespace slullama {
@@ -30,6 +31,18 @@ TrayIcon::TrayIcon(TrayController *controller, Autostart *autostart, QObject *pa
     m_wake = m_menu->addAction(QStringLiteral("Wake now"));
     m_wake->setObjectName(QStringLiteral("wakeAction"));
     connect(m_wake, &QAction::triggered, m_controller, &TrayController::wake);
+
+    m_keepAwake = m_menu->addAction(QStringLiteral("Keep awake for…"));
+    m_keepAwake->setObjectName(QStringLiteral("keepAwakeAction"));
+    connect(m_keepAwake, &QAction::triggered, this, [this] {
+        bool ok = false;
+        const int minutes = QInputDialog::getInt(
+            nullptr, QStringLiteral("slullama"),
+            QStringLiteral("Keep the GPU node awake for at least (minutes):"), 60, 1, 24 * 60, 15,
+            &ok);
+        if (ok)
+            m_controller->keepAwakeFor(minutes);
+    });
 
     m_connect = m_menu->addAction(QStringLiteral("Connect"));
     m_connect->setObjectName(QStringLiteral("connectAction"));
@@ -100,6 +113,7 @@ void TrayIcon::refresh()
     const bool booting
         = phase == TrayPhase::Waking || phase == TrayPhase::Queued || phase == TrayPhase::Starting;
     m_wake->setEnabled(m_controller->isConfigured() && !booting && phase != TrayPhase::Ready);
+    m_keepAwake->setEnabled(m_controller->isConfigured());
 
     const auto tunnel = m_controller->tunnelState();
     const bool down

@@ -53,6 +53,7 @@ private:
     QString m_phaseName;
     QAction *m_status = nullptr;
     QAction *m_wake = nullptr;
+    QAction *m_keepAwake = nullptr;
     QAction *m_connect = nullptr;
     QAction *m_settings = nullptr;
     QAction *m_startAtLogin = nullptr;

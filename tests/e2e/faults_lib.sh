@@ -75,7 +75,7 @@ job_listener() {
     return 1
 }
 # reported_port: the remote port of the daemon's current tunnel, from its log.
-tunnel_remote_port() { grep -o 'tunnel 127.0.0.1:[0-9]* -> [^ ]*' "$E2E_SCRATCH/daemon.log" | tail -n 1 | sed 's/.*://'; }
+tunnel_remote_port() { grep -o 'tunnel [^ ]* -> [^ ]*' "$E2E_SCRATCH/daemon.log" | tail -n 1 | sed 's/.*://'; }
 
 # assert_no_live_jobs: nothing of this suite queued or running (after the daemon stopped).
 assert_no_live_jobs() {

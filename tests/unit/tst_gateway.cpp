@@ -94,7 +94,7 @@ public:
     }
     Upstream upstream() const
     {
-        return Upstream {QStringLiteral("127.0.0.1"), m_server.serverPort(), 1};
+        return Upstream {QStringLiteral("127.0.0.1"), m_server.serverPort(), 1, {}};
     }
     QByteArray tags = "{\"models\":[{\"name\":\"llama3:8b\"}]}";
 

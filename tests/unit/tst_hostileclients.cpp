@@ -116,7 +116,7 @@ public:
     }
     Upstream upstream() const
     {
-        return Upstream {QStringLiteral("127.0.0.1"), m_server.serverPort(), 3};
+        return Upstream {QStringLiteral("127.0.0.1"), m_server.serverPort(), 3, {}};
     }
 
     void answer(const std::shared_ptr<Peer> &peer)

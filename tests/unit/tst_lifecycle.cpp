@@ -1202,7 +1202,7 @@ void TestLifecycle::recoverSubmission()
     Rig rig;
     rig.config.slurm.jobName = QStringLiteral("slullama-t");
     rig.runner.respond(QStringLiteral("squeue --me -h --name=slullama-t"), exitWith(0, squeue));
-    for (const QString id : {QStringLiteral("7"), QStringLiteral("9")})
+    for (const QString &id : {QStringLiteral("7"), QStringLiteral("9")})
         rig.runner.respond(QStringLiteral("scontrol show job -o ") + id, exitWith(0, running(id)));
     SavedState saved;
     saved.phase = QStringLiteral("submitting");

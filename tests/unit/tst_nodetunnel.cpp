@@ -2,10 +2,17 @@
 #include "nodetunnel.h"
 
 #include <QFile>
+#include <QFileInfo>
+#include <QLocalServer>
+#include <QLocalSocket>
 #include <QTcpServer>
 #include <QTcpSocket>
 #include <QTemporaryDir>
 #include <QTest>
+
+#include <optional>
+
+#include <unistd.h>
 
 using namespace slullama;
 
@@ -43,6 +50,11 @@ private slots:
     void healthProbe_data();
     void healthProbe();
     void healthProbeNothingListening();
+    void argumentsSocket();
+    void socketModeMakesPrivateDirPerTunnel();
+    void tcpModeHasNoSocket();
+    void healthProbeUnixSocket();
+    void healthProbeUnixSocketMissing();
 };
 
 void TestNodeTunnel::arguments()
@@ -235,6 +247,123 @@ void TestNodeTunnel::healthProbeNothingListening()
                  [&](bool ok, const QString &) { result = ok; });
     QTRY_VERIFY_WITH_TIMEOUT(result.has_value(), 10000);
     QVERIFY(!*result);
+}
+
+void TestNodeTunnel::argumentsSocket()
+{
+    SshConfig ssh;
+    ssh.port = 2222;
+    const QStringList args = sshTunnelArguments(ssh, QStringLiteral("gpu01"),
+                                                QStringLiteral("/run/d/ollama.sock"), 11434);
+    QCOMPARE(
+        args,
+        (QStringList {QStringLiteral("-tt"), QStringLiteral("-e"), QStringLiteral("none"),
+                      QStringLiteral("-L"), QStringLiteral("/run/d/ollama.sock:127.0.0.1:11434"),
+                      QStringLiteral("-p"), QStringLiteral("2222"), QStringLiteral("-o"),
+                      QStringLiteral("BatchMode=yes"), QStringLiteral("-o"),
+                      QStringLiteral("ExitOnForwardFailure=yes"), QStringLiteral("-o"),
+                      QStringLiteral("ServerAliveInterval=15"), QStringLiteral("-o"),
+                      QStringLiteral("ServerAliveCountMax=3"), QStringLiteral("-o"),
+                      QStringLiteral("StreamLocalBindUnlink=yes"), QStringLiteral("gpu01"),
+                      QStringLiteral("exec sleep 2147483647")}));
+    ssh.interactive = false;
+    const QStringList plain = sshTunnelArguments(ssh, QStringLiteral("gpu01"),
+                                                 QStringLiteral("/run/d/ollama.sock"), 11434);
+    QCOMPARE(plain.first(), QStringLiteral("-N"));
+    QCOMPARE(plain.last(), QStringLiteral("gpu01"));
+    QVERIFY(!sshTunnelArguments(ssh, QStringLiteral("gpu01"), 1, 2)
+                 .contains(QStringLiteral("StreamLocalBindUnlink=yes")));
+}
+
+void TestNodeTunnel::socketModeMakesPrivateDirPerTunnel()
+{
+    QTemporaryDir dir;
+    const QString argsFile = dir.filePath(QStringLiteral("args"));
+    SshConfig ssh;
+    QVERIFY(ssh.forwardSocket); // the default
+    ssh.program = writeFakeSsh(dir, "echo \"$@\" > '" + argsFile.toUtf8() + "'\nexec sleep 60");
+    auto tunnel = makeSshNodeTunnel(ssh);
+    QString error;
+    QVERIFY2(tunnel->open(QStringLiteral("vm"), 11434, {}, &error) > 0, qPrintable(error));
+    const QString first = tunnel->localSocket();
+    QVERIFY(first.endsWith(QStringLiteral("/ollama.sock")));
+    QCOMPARE(tunnelProbeHost(*tunnel), first);
+    const QFileInfo parent(QFileInfo(first).path());
+    QVERIFY(parent.isDir());
+    QCOMPARE(int(parent.permissions() & 0x0777 /* QFile user/group/other bits */),
+             int(QFile::ReadUser | QFile::WriteUser | QFile::ExeUser));
+    QCOMPARE(parent.ownerId(), uint(::getuid()));
+    QTRY_VERIFY_WITH_TIMEOUT(QFile::exists(argsFile) && QFile(argsFile).size() > 0, 10000);
+    QFile file(argsFile);
+    QVERIFY(file.open(QIODevice::ReadOnly));
+    QVERIFY(file.readAll().contains((first + QStringLiteral(":127.0.0.1:11434")).toUtf8()));
+    // A rebuild gets a new path; the old directory is gone.
+    QVERIFY(tunnel->open(QStringLiteral("vm"), 11434, {}, &error) > 0);
+    QVERIFY(tunnel->localSocket() != first);
+    QVERIFY(!QFileInfo::exists(parent.filePath()));
+    const QString second = QFileInfo(tunnel->localSocket()).path();
+    tunnel->close();
+    QVERIFY(tunnel->localSocket().isEmpty());
+    QVERIFY(!QFileInfo::exists(second));
+}
+
+void TestNodeTunnel::tcpModeHasNoSocket()
+{
+    QTemporaryDir dir;
+    SshConfig ssh;
+    ssh.forwardSocket = false;
+    ssh.program = writeFakeSsh(dir, "exec sleep 60");
+    auto tunnel = makeSshNodeTunnel(ssh);
+    QString error;
+    const quint16 port = tunnel->open(QStringLiteral("vm"), 11434, {}, &error);
+    QVERIFY2(port > 0, qPrintable(error));
+    QVERIFY(tunnel->localSocket().isEmpty());
+    QCOMPARE(tunnelProbeHost(*tunnel), QStringLiteral("127.0.0.1"));
+    tunnel->close();
+}
+
+void TestNodeTunnel::healthProbeUnixSocket()
+{
+    QTemporaryDir dir;
+    QLocalServer server;
+    server.setSocketOptions(QLocalServer::UserAccessOption);
+    const QString path = dir.filePath(QStringLiteral("ollama.sock"));
+    QVERIFY(server.listen(path));
+    QByteArray request;
+    connect(&server, &QLocalServer::newConnection, this, [&]() {
+        QLocalSocket *socket = server.nextPendingConnection();
+        connect(socket, &QLocalSocket::readyRead, socket, [&, socket]() {
+            request += socket->readAll();
+            if (!request.contains("\r\n\r\n"))
+                return;
+            socket->write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+            socket->disconnectFromServer();
+        });
+    });
+    auto probe = makeHttpHealthProbe();
+    std::optional<bool> result;
+    probe->check(path, 11434, 5000, this, [&](bool ok, const QString &) { result = ok; });
+    QTRY_VERIFY_WITH_TIMEOUT(result.has_value(), 10000);
+    QVERIFY(*result);
+    QVERIFY(request.startsWith("GET /api/version HTTP/1.1\r\nHost: 127.0.0.1:11434\r\n"));
+}
+
+void TestNodeTunnel::healthProbeUnixSocketMissing()
+{
+    // The tunnel is not up yet: no socket file. A failed check, reported from the event loop.
+    QTemporaryDir dir;
+    auto probe = makeHttpHealthProbe();
+    std::optional<bool> result;
+    QString detail;
+    probe->check(dir.filePath(QStringLiteral("ollama.sock")), 11434, 5000, this,
+                 [&](bool ok, const QString &d) {
+                     result = ok;
+                     detail = d;
+                 });
+    QVERIFY(!result.has_value());
+    QTRY_VERIFY_WITH_TIMEOUT(result.has_value(), 10000);
+    QVERIFY(!*result);
+    QVERIFY2(detail.contains(QStringLiteral("refused")), qPrintable(detail));
 }
 
 QTEST_GUILESS_MAIN(TestNodeTunnel)

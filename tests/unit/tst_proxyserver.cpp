@@ -125,7 +125,7 @@ public:
         });
     }
     quint16 port() const { return m_server.serverPort(); }
-    Upstream upstream() const { return Upstream {QStringLiteral("127.0.0.1"), port(), 7}; }
+    Upstream upstream() const { return Upstream {QStringLiteral("127.0.0.1"), port(), 7, {}}; }
 
     // Answers every complete request head with `autoResponse` (bodies here hold no blank line).
     void tryAutoAnswer(const std::shared_ptr<Peer> &peer)
@@ -652,7 +652,7 @@ void TestProxyServer::upstreamRefusedIsRetried()
         QVERIFY(probe.listen(QHostAddress::LocalHost));
         deadPort = probe.serverPort();
     }
-    m_backend->upstreamQueue.push_back(Upstream {QStringLiteral("127.0.0.1"), deadPort, 41});
+    m_backend->upstreamQueue.push_back(Upstream {QStringLiteral("127.0.0.1"), deadPort, 41, {}});
     m_upstream->autoAnswer = true;
     m_upstream->autoResponse = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nretried";
     auto c = connectClient();

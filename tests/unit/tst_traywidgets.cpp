@@ -243,7 +243,8 @@ private slots:
         }
         saveArtefact(menu, QStringLiteral("menu"));
         QCOMPARE(texts,
-                 (QStringList{QStringLiteral("Wake now"), QStringLiteral("Disconnect"),
+                 (QStringList{QStringLiteral("Wake now"), QStringLiteral("Keep awake for…"),
+                              QStringLiteral("Disconnect"),
                               QStringLiteral("Copy endpoint"), QStringLiteral("Settings…"),
                               QStringLiteral("Start at login"), QStringLiteral("Quit")}));
 
