@@ -515,7 +515,33 @@ QString flagError(const QString &flag, const QString &what)
     return QStringLiteral("option ") + flag + QStringLiteral(": ") + what;
 }
 
-QString tomlString(const QString &value)
+
+QString tomlList(const QStringList &values)
+{
+    QStringList items;
+    for (const QString &v : values)
+        items << tomlBasicString(v);
+    return u'[' + items.join(QStringLiteral(", ")) + u']';
+}
+
+QString tomlNumber(double value)
+{
+    return QString::number(value, 'g', 15);
+}
+
+QString tomlBool(bool value)
+{
+    return value ? QStringLiteral("true") : QStringLiteral("false");
+}
+
+QString maskedToken(const QString &token)
+{
+    return tomlBasicString(token.isEmpty() ? QString() : QStringLiteral("***"));
+}
+
+} // namespace
+
+QString tomlBasicString(const QString &value)
 {
     QString out;
     out.reserve(value.size() + 2);
@@ -547,31 +573,6 @@ QString tomlString(const QString &value)
     out += u'"';
     return out;
 }
-
-QString tomlList(const QStringList &values)
-{
-    QStringList items;
-    for (const QString &v : values)
-        items << tomlString(v);
-    return u'[' + items.join(QStringLiteral(", ")) + u']';
-}
-
-QString tomlNumber(double value)
-{
-    return QString::number(value, 'g', 15);
-}
-
-QString tomlBool(bool value)
-{
-    return value ? QStringLiteral("true") : QStringLiteral("false");
-}
-
-QString maskedToken(const QString &token)
-{
-    return tomlString(token.isEmpty() ? QString() : QStringLiteral("***"));
-}
-
-} // namespace
 
 // ---- public helpers ----
 
@@ -888,9 +889,9 @@ QString describeConfig(const Config &c)
     out += QStringLiteral("\n[server]\n");
     line("port", QString::number(c.server.port));
     line("token", maskedToken(c.server.token));
-    line("log_dir", tomlString(c.server.logDir));
-    line("job_template", tomlString(c.server.jobTemplate));
-    line("bind", tomlString(c.server.bind));
+    line("log_dir", tomlBasicString(c.server.logDir));
+    line("job_template", tomlBasicString(c.server.jobTemplate));
+    line("bind", tomlBasicString(c.server.bind));
     line("boot_timeout", tomlNumber(c.server.bootTimeout));
     line("max_body_bytes", QString::number(c.server.maxBodyBytes));
     line("max_connections", QString::number(c.server.maxConnections));
@@ -898,53 +899,53 @@ QString describeConfig(const Config &c)
     line("keepalive_timeout", tomlNumber(c.server.keepAliveTimeout));
     line("stall_timeout", tomlNumber(c.server.stallTimeout));
     line("drain_timeout", tomlNumber(c.server.drainTimeout));
-    line("state_file", tomlString(c.server.stateFile));
-    line("keys_file", tomlString(c.server.keysFile));
-    line("usage_file", tomlString(c.server.usageFile));
+    line("state_file", tomlBasicString(c.server.stateFile));
+    line("keys_file", tomlBasicString(c.server.keysFile));
+    line("usage_file", tomlBasicString(c.server.usageFile));
     line("cache_metadata", c.server.cacheMetadata ? QStringLiteral("true") : QStringLiteral("false"));
-    line("async_header", tomlString(c.server.asyncHeader));
+    line("async_header", tomlBasicString(c.server.asyncHeader));
     line("user_max_concurrent", QString::number(c.server.userMaxConcurrent));
     line("user_requests_per_minute", QString::number(c.server.userRequestsPerMinute));
 
     out += QStringLiteral("\n[slurm]\n");
-    line("partition", tomlString(c.slurm.partition));
-    line("gres", tomlString(c.slurm.gres));
-    line("mem", tomlString(c.slurm.mem));
-    line("time", tomlString(c.slurm.time));
+    line("partition", tomlBasicString(c.slurm.partition));
+    line("gres", tomlBasicString(c.slurm.gres));
+    line("mem", tomlBasicString(c.slurm.mem));
+    line("time", tomlBasicString(c.slurm.time));
     line("idle_timeout", tomlNumber(c.slurm.idleTimeoutMinutes));
-    line("keep_alive", tomlString(keepAliveName(c.slurm.keepAlive)));
+    line("keep_alive", tomlBasicString(keepAliveName(c.slurm.keepAlive)));
     line("extra_args", tomlList(c.slurm.extraArgs));
-    line("job_name", tomlString(c.slurm.jobName));
+    line("job_name", tomlBasicString(c.slurm.jobName));
     line("command_timeout", tomlNumber(c.slurm.commandTimeout));
     line("poll_interval", tomlNumber(c.slurm.pollInterval));
     line("handover_lead", tomlNumber(c.slurm.handoverLead));
 
     out += QStringLiteral("\n[ollama]\n");
     line("port", QString::number(c.ollama.port));
-    line("binary", tomlString(c.ollama.binary));
-    line("models_dir", tomlString(c.ollama.modelsDir));
+    line("binary", tomlBasicString(c.ollama.binary));
+    line("models_dir", tomlBasicString(c.ollama.modelsDir));
     line("copy_binary", tomlBool(c.ollama.copyBinary));
-    line("copy_source", tomlString(c.ollama.copySource));
+    line("copy_source", tomlBasicString(c.ollama.copySource));
     line("cleanup_binary", tomlBool(c.ollama.cleanupBinary));
     line("pre_pull", tomlList(c.ollama.prePull));
 
     out += QStringLiteral("\n[ssh]\n");
     line("port", QString::number(c.ssh.port));
-    line("identity_file", tomlString(c.ssh.identityFile));
+    line("identity_file", tomlBasicString(c.ssh.identityFile));
     line("options", tomlList(c.ssh.options));
-    line("user", tomlString(c.ssh.user));
-    line("program", tomlString(c.ssh.program));
+    line("user", tomlBasicString(c.ssh.user));
+    line("program", tomlBasicString(c.ssh.program));
     line("interactive", tomlBool(c.ssh.interactive));
     line("forward_socket", tomlBool(c.ssh.forwardSocket));
 
     out += QStringLiteral("\n[client]\n");
-    line("host", tomlString(c.client.host));
+    line("host", tomlBasicString(c.client.host));
     line("server_port", QString::number(c.client.serverPort));
     line("token", maskedToken(c.client.token));
     line("local_port", QString::number(c.client.localPort));
     line("ssh_port", QString::number(c.client.sshPort));
-    line("identity_file", tomlString(c.client.identityFile));
-    line("known_hosts", tomlString(c.client.knownHosts));
+    line("identity_file", tomlBasicString(c.client.identityFile));
+    line("known_hosts", tomlBasicString(c.client.knownHosts));
     line("inject_token", tomlBool(c.client.injectToken));
     return out;
 }

@@ -179,4 +179,8 @@ QString formatSlurmTime(qint64 seconds);
 Result<quint16> parsePort(const QString &text, bool allowZero = false);
 Result<double> parseMinutes(const QString &text);
 
+// `value` as a TOML basic string, quoted and escaped (shared by describeConfig and the tray's
+// [client] writer).
+QString tomlBasicString(const QString &value);
+
 } // namespace slullama

@@ -21,7 +21,4 @@ QString withClientSection(const QString &original, const ClientConfig &client);
 // others may read is made owner-only when a token is saved into it.
 Result<Ok> writeClientSection(const QString &path, const ClientConfig &client);
 
-// A TOML basic string: "..." with \ " and control characters escaped.
-QString tomlBasicString(const QString &value);
-
 } // namespace slullama

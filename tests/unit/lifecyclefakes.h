@@ -4,6 +4,7 @@
 // calls), time (advanced by hand), the ssh tunnel and the health probe. Shared by
 // tst_slurmclient and tst_lifecycle.
 
+#include "backend.h"
 #include "clock.h"
 #include "healthprobe.h"
 #include "nodetunnel.h"
@@ -317,6 +318,16 @@ public:
 
 private:
     std::vector<std::pair<QPointer<QObject>, Callback>> m_pending;
+};
+
+// Collects what acquire() callbacks receive.
+struct Outcome
+{
+    std::vector<AcquireResult> results;
+    Backend::Callback callback()
+    {
+        return [this](const AcquireResult &r) { results.push_back(r); };
+    }
 };
 
 } // namespace slullama::test

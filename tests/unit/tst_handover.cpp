@@ -35,15 +35,6 @@ QByteArray runningFor(const QString &id, qint64 seconds, bool sameNode = false)
     return text.toUtf8();
 }
 
-struct Outcome
-{
-    std::vector<AcquireResult> results;
-    Backend::Callback callback()
-    {
-        return [this](const AcquireResult &r) { results.push_back(r); };
-    }
-};
-
 struct Rig
 {
     QTemporaryDir dir;

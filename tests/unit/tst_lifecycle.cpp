@@ -47,15 +47,6 @@ void recordingHandler(QtMsgType type, const QMessageLogContext &context, const Q
         g_previousHandler(type, context, message);
 }
 
-struct Outcome
-{
-    std::vector<AcquireResult> results;
-    Backend::Callback callback()
-    {
-        return [this](const AcquireResult &r) { results.push_back(r); };
-    }
-};
-
 // The lifecycle with fakes for every side effect. Slurm answers: sbatch → job 1, the job is
 // RUNNING on node "vm", scancel works — tests override what they need.
 struct Rig
