@@ -10,6 +10,7 @@
 #include <QJsonDocument>
 #include <QSocketNotifier>
 #include <QTextStream>
+#include <QTimer>
 
 #include <csignal>
 #include <deque>
@@ -451,10 +452,33 @@ int runRemoteApiCommand(const Config &config, const QString &host, bool wake,
     ApiClient client(QUrl(), token);
     QString channelError; // why the head node could not reach the daemon, if it said
     bool sent = false;
+    int failedExitCode = 0; // set while a failed request waits for the head node's reason
+    const auto printChannelError = [&] {
+        QTextStream(stderr) << "slullama " << command << ": " << channelError << "\n";
+    };
+    // The ApiClient's own failure wording names the local end; the head node's refusal (e.g. no
+    // daemon on that port) comes from the tunnel's thread and may arrive just after the closed
+    // connection, so a failed request waits briefly for it before exiting.
+    const auto requestDone = [&](int exitCode) {
+        if (exitCode == 0) {
+            finish(0);
+        } else if (!channelError.isEmpty()) {
+            printChannelError();
+            finish(exitCode);
+        } else {
+            failedExitCode = exitCode;
+            QTimer::singleShot(1000, app, [&, exitCode] { finish(exitCode); });
+        }
+    };
 
     QObject::connect(&tunnel, &SshTunnel::errorOccurred, app, [&](const QString &message) {
-        if (tunnel.state() == SshTunnel::State::Connected)
-            channelError = message;
+        if (tunnel.state() != SshTunnel::State::Connected || !channelError.isEmpty())
+            return;
+        channelError = message;
+        if (failedExitCode != 0) {
+            printChannelError();
+            finish(failedExitCode);
+        }
     });
     QObject::connect(&tunnel, &SshTunnel::stateChanged, app, [&](SshTunnel::State state) {
         if (finished)
@@ -469,7 +493,7 @@ int runRemoteApiCommand(const Config &config, const QString &host, bool wake,
                                                .arg(tunnel.remoteDescription());
             client.setEndpoint(loopbackUrl(tunnel.localPort()), token);
             sendApiRequest(
-                client, wake, [&](int exitCode) { finish(exitCode); },
+                client, wake, requestDone,
                 QStringLiteral(" (through the SSH tunnel to ") + tunnel.remoteDescription() + u')',
                 keepAwakeMinutes);
             break;
@@ -489,16 +513,6 @@ int runRemoteApiCommand(const Config &config, const QString &host, bool wake,
             break;
         }
     });
-    // The ApiClient's own failure wording names the local end; add the head node's view.
-    QObject::connect(&client, &ApiClient::statusFailed, app, [&](const QString &, int) {
-        if (!channelError.isEmpty())
-            QTextStream(stderr) << "slullama " << command << ": " << channelError << "\n";
-    });
-    QObject::connect(&client, &ApiClient::wakeFailed, app, [&](const QString &, int) {
-        if (!channelError.isEmpty())
-            QTextStream(stderr) << "slullama " << command << ": " << channelError << "\n";
-    });
-
     tunnel.start(settings);
     return app->exec();
 }
