@@ -1258,8 +1258,12 @@ void Lifecycle::maybeHandover()
         return; // UNLIMITED, or not known yet
     const qint64 now = m_clock->monotonicMs();
     const qint64 leftMs = *limit * 1000 - (*run * 1000 + (now - m_jobInfoAtMs));
-    const qint64 leadMs = std::max(qint64(m_config.slurm.handoverLead * 1000),
-                                   m_lastBootSeconds > 0 ? qint64(m_lastBootSeconds * 1500) : 0);
+    // At most half the job's whole limit: with a lead longer than the limit every job would
+    // start its successor at once, a chain of jobs for the price of one.
+    const qint64 leadMs = std::min(std::max(qint64(m_config.slurm.handoverLead * 1000),
+                                            m_lastBootSeconds > 0 ? qint64(m_lastBootSeconds * 1500)
+                                                                  : 0),
+                                   *limit * 1000 / 2);
     if (leftMs > leadMs) {
         m_clock->stopTimer(m_handoverTimer);
         m_handoverTimer = m_clock->startTimer(leftMs - leadMs, this, [this]() {

@@ -12,7 +12,9 @@ require_bins slullama-daemon standin-ollama
 cd "$E2E_SCRATCH"
 
 DAEMON_TOKEN=limit-secret-$RANDOM$RANDOM
-write_daemon_config "$E2E_SCRATCH/cfg" 'slurm.time="1"' 'slurm.idle_timeout=5' 'slurm.keep_alive="extend"'
+# The walltime hand-over (e2e.team_handover) is off here: this suite is about what a user sees
+# when the job does reach its limit.
+write_daemon_config "$E2E_SCRATCH/cfg" 'slurm.time="1"' 'slurm.idle_timeout=5' 'slurm.keep_alive="extend"' 'slurm.handover_lead=0'
 start_daemon "$DAEMON_CONFIG"
 
 code=$(chat first)
