@@ -603,16 +603,23 @@ void Connection::releaseHold()
     }
 }
 
+// The bookkeeping of one request/response exchange ending, whether it completed or the client
+// went away: counted once, reported to the gateway once.
+void Connection::leaveExchange()
+{
+    if (!m_inExchange)
+        return;
+    m_inExchange = false;
+    --m_shared->activeExchanges;
+    if (m_shared->gateway)
+        m_shared->gateway->end(m_record);
+    emit exchangeEnded();
+}
+
 void Connection::endExchange(bool keepAlive)
 {
     releaseHold();
-    if (m_inExchange) {
-        m_inExchange = false;
-        --m_shared->activeExchanges;
-        if (m_shared->gateway)
-            m_shared->gateway->end(m_record);
-        emit exchangeEnded();
-    }
+    leaveExchange();
     if (m_state == State::Closed)
         return;
     if (!keepAlive || m_shared->draining || m_closeAfterExchange) {
@@ -673,13 +680,7 @@ void Connection::markClosed()
     if (m_relay && !m_relay->isFinished())
         m_relay->clientGone(); // → onRelayFinished → release
     releaseHold();
-    if (m_inExchange) {
-        m_inExchange = false;
-        --m_shared->activeExchanges;
-        if (m_shared->gateway)
-            m_shared->gateway->end(m_record);
-        emit exchangeEnded();
-    }
+    leaveExchange();
     emit closed(this);
 }
 

@@ -105,6 +105,7 @@ private:
     // POST /slullama/wake: waits for a small body (the keep-awake duration), then answers.
     void continueWake();
     void endExchange(bool keepAlive);
+    void leaveExchange();
     void releaseHold();
     void closeGracefully();
     void startLingering();

@@ -265,10 +265,7 @@ void Lifecycle::start()
     m_jobInfo.id = m_jobId;
     m_readyAtMs = -1;
     m_bootStartMs = m_clock->monotonicMs();
-    m_bootTimer = m_clock->startTimer(qint64(m_config.server.bootTimeout * 1000), this, [this]() {
-        m_bootTimer = 0;
-        onBootTimeout();
-    });
+    armBootTimer(qint64(m_config.server.bootTimeout * 1000));
     // Queued until the first poll says where the job is; a job Slurm no longer has ends there.
     setPhase(Phase::Queued, QStringLiteral("adopting job %1").arg(m_jobId));
     pollJob();
@@ -288,11 +285,7 @@ void Lifecycle::beginBoot()
     m_jobSince = m_clock->currentDateTime();
     setPhase(Phase::Submitting,
              m_waiters.empty() ? QStringLiteral("wake") : QStringLiteral("request while sleeping"));
-    m_clock->stopTimer(m_bootTimer);
-    m_bootTimer = m_clock->startTimer(qint64(m_config.server.bootTimeout * 1000), this, [this]() {
-        m_bootTimer = 0;
-        onBootTimeout();
-    });
+    armBootTimer(qint64(m_config.server.bootTimeout * 1000));
 
     auto script = renderJobScript(m_config);
     if (!script)
@@ -362,6 +355,17 @@ void Lifecycle::onSubmitted(const SlurmOutcome &outcome, const QString &jobId)
         return beginStopping(QStringLiteral("shutdown"));
     setPhase(Phase::Queued, QStringLiteral("job %1 submitted").arg(jobId));
     schedulePoll(std::min(kFirstPollMaxMs, pollIntervalMs()));
+}
+
+// One boot timeout for the boot in progress, however it was started (submit, adoption,
+// tunnel rebuild, recovery, a promoted successor).
+void Lifecycle::armBootTimer(qint64 ms)
+{
+    m_clock->stopTimer(m_bootTimer);
+    m_bootTimer = m_clock->startTimer(ms, this, [this]() {
+        m_bootTimer = 0;
+        onBootTimeout();
+    });
 }
 
 void Lifecycle::schedulePoll(qint64 ms)
@@ -512,12 +516,7 @@ void Lifecycle::onTunnelExited(quint64 tunnelSerial, const QString &reason)
         m_bootStartMs = m_clock->monotonicMs();
         m_clock->stopTimer(m_idleTimer);
         m_idleTimer = 0;
-        m_clock->stopTimer(m_bootTimer);
-        m_bootTimer
-            = m_clock->startTimer(qint64(m_config.server.bootTimeout * 1000), this, [this]() {
-                  m_bootTimer = 0;
-                  onBootTimeout();
-              });
+        armBootTimer(qint64(m_config.server.bootTimeout * 1000));
         setPhase(Phase::Starting, QStringLiteral("rebuilding the tunnel"));
         schedulePoll(0); // ssh often dies because the job did
         openTunnel();
@@ -1021,10 +1020,7 @@ void Lifecycle::recoverSubmission(const SavedState &saved)
     m_submitToken = saved.submitToken;
     m_jobSince = saved.since.isValid() ? saved.since : m_clock->currentDateTime();
     m_bootStartMs = m_clock->monotonicMs();
-    m_bootTimer = m_clock->startTimer(qint64(m_config.server.bootTimeout * 1000), this, [this]() {
-        m_bootTimer = 0;
-        onBootTimeout();
-    });
+    armBootTimer(qint64(m_config.server.bootTimeout * 1000));
     setPhase(Phase::Submitting, QStringLiteral("finding the job of an interrupted submission"));
     listForRecovery();
 }
@@ -1609,10 +1605,7 @@ bool Lifecycle::promoteSuccessor(const QString &reason)
     m_lastExtendMs = -1;
     const qint64 remaining = std::max<qint64>(
         0, qint64(m_config.server.bootTimeout * 1000) - (m_clock->monotonicMs() - m_bootStartMs));
-    m_bootTimer = m_clock->startTimer(remaining, this, [this]() {
-        m_bootTimer = 0;
-        onBootTimeout();
-    });
+    armBootTimer(remaining);
     resetHandover();
     setPhase(Phase::Queued,
              QStringLiteral("the job in use ended (%1); its successor %2 takes over")

@@ -106,6 +106,7 @@ private:
 
     void beginBoot();
     void onSubmitted(const SlurmOutcome &outcome, const QString &jobId);
+    void armBootTimer(qint64 ms);
     void schedulePoll(qint64 ms);
     void pollJob();
     void onJobInfo(const SlurmOutcome &outcome, const JobInfo &info);
