@@ -116,6 +116,7 @@ private:
 
     int m_listenFd = -1;
     ssh_session m_session = nullptr;
+    ssh_counter_struct m_socketCounter{}; // the session socket's bytes, kept by libssh
     ssh_event m_event = nullptr;
     struct ssh_callbacks_struct m_sessionCallbacks{};
     QString m_knownHostsFile;

@@ -887,8 +887,8 @@ void Lifecycle::maybeExtend()
     const qint64 now = m_clock->monotonicMs();
     if (m_lastExtendMs >= 0 && now - m_lastExtendMs < kExtendMinIntervalMs)
         return;
-    const auto limit = slurm::parseDuration(m_jobInfo.timeLimit);
-    const auto run = slurm::parseDuration(m_jobInfo.runTime);
+    const auto limit = m_limitSeconds.parse(m_jobInfo.timeLimit);
+    const auto run = m_runSeconds.parse(m_jobInfo.runTime);
     if (!limit || !run)
         return; // UNLIMITED, or not known yet
     const qint64 runNow = *run + (now - m_jobInfoAtMs) / 1000;
@@ -1248,8 +1248,8 @@ void Lifecycle::maybeHandover()
         return;
     if (m_config.slurm.keepAlive != KeepAlive::Cancel && !m_extendRefused)
         return;
-    const auto limit = slurm::parseDuration(m_jobInfo.timeLimit);
-    const auto run = slurm::parseDuration(m_jobInfo.runTime);
+    const auto limit = m_limitSeconds.parse(m_jobInfo.timeLimit);
+    const auto run = m_runSeconds.parse(m_jobInfo.runTime);
     if (!limit || !run)
         return; // UNLIMITED, or not known yet
     const qint64 now = m_clock->monotonicMs();
@@ -1261,7 +1261,12 @@ void Lifecycle::maybeHandover()
                                                                   : 0),
                                    *limit * 1000 / 2);
     if (leftMs > leadMs) {
+        // Every request passes here: keep a timer that is already due at (about) that time.
+        const qint64 dueMs = now + leftMs - leadMs;
+        if (m_handoverTimer != 0 && std::abs(dueMs - m_handoverDueMs) < 1000)
+            return;
         m_clock->stopTimer(m_handoverTimer);
+        m_handoverDueMs = dueMs;
         m_handoverTimer = m_clock->startTimer(leftMs - leadMs, this, [this]() {
             m_handoverTimer = 0;
             maybeHandover();

@@ -191,6 +191,9 @@ private:
     QDateTime m_jobSince;
     JobInfo m_jobInfo;
     qint64 m_jobInfoAtMs = 0;
+    // Slurm's time texts, parsed once per change rather than on every request.
+    slurm::CachedDuration m_limitSeconds;
+    slurm::CachedDuration m_runSeconds;
 
     // The tunnel and boot in progress.
     quint16 m_localPort = 0;
@@ -275,6 +278,7 @@ private:
     quint64 m_promotedHandoverSerial = 0;
     quint64 m_promotedMainSerial = 0;
     Clock::TimerId m_handoverTimer = 0; // the next look at the time left
+    qint64 m_handoverDueMs = 0;
     Clock::TimerId m_handoverStepTimer = 0; // successor polls and health checks
     Clock::TimerId m_retireTimer = 0; // the old job's own end
 

@@ -44,6 +44,11 @@ void MetadataCache::store(const QByteArray &path, const QByteArray &body)
 {
     if (!isCacheable("GET", path) || body.size() > kMaxBodyBytes)
         return;
+    // UIs poll these routes many times a second; the answer is nearly always the same bytes.
+    QByteArray &last = m_lastRaw[path];
+    if (last == body)
+        return;
+    last = body;
     const QJsonDocument doc = QJsonDocument::fromJson(body);
     if (!doc.isObject())
         return; // not what Ollama answers: do not serve it later

@@ -27,7 +27,8 @@ public:
 
 private:
     QString m_path;
-    QHash<QByteArray, QByteArray> m_bodies;
+    QHash<QByteArray, QByteArray> m_bodies;  // compact JSON, as stored
+    QHash<QByteArray, QByteArray> m_lastRaw; // as the model server last sent them
 };
 
 } // namespace slullama

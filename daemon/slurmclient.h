@@ -67,6 +67,22 @@ Result<JobInfo> parseShowJob(const QByteArray &stdoutData);
 // Slurm durations: "MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS" → seconds;
 // "UNLIMITED"/"INFINITE"/"NOT_SET"/invalid → nullopt.
 std::optional<qint64> parseDuration(const QString &text);
+// parseDuration for a text that is read far more often than it changes.
+struct CachedDuration
+{
+    std::optional<qint64> parse(const QString &text)
+    {
+        if (text != m_text) {
+            m_text = text;
+            m_seconds = parseDuration(text);
+        }
+        return m_seconds;
+    }
+
+private:
+    QString m_text;
+    std::optional<qint64> m_seconds;
+};
 // Seconds → "D-HH:MM:SS" or "H:MM:SS", as squeue prints.
 QString formatDuration(qint64 seconds);
 // `squeue -h -o '%i|%T|%k'` output → jobs (lines that are not id|state|comment are skipped).

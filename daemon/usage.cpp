@@ -9,6 +9,7 @@
 #include <QSaveFile>
 #include <QTimerEvent>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -239,7 +240,16 @@ VoidResult UsageTracker::flush()
 
 QDate UsageTracker::todayDate() const
 {
-    return m_clock->currentDateTime().toLocalTime().date();
+    // Every request ends here, and a local date costs a time-zone conversion: keep it until the
+    // next local midnight, or a minute at most so a changed wall clock is followed soon.
+    const qint64 now = m_clock->monotonicMs();
+    if (m_today.isValid() && now < m_todayValidUntilMs)
+        return m_today;
+    const QDateTime local = m_clock->currentDateTime().toLocalTime();
+    m_today = local.date();
+    const qint64 toMidnight = local.msecsTo(QDateTime(m_today.addDays(1), QTime(0, 0)));
+    m_todayValidUntilMs = now + std::clamp<qint64>(toMidnight, 0, 60 * 1000);
+    return m_today;
 }
 
 UsageTracker::UserUsage &UsageTracker::entry(const QString &user)

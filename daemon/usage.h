@@ -119,6 +119,8 @@ private:
 
     QString m_path;
     Clock *m_clock;
+    mutable QDate m_today;
+    mutable qint64 m_todayValidUntilMs = 0;
     QHash<QString, UserUsage> m_users;
     QString m_lastUser;
     bool m_jobHeld = false;

@@ -7,6 +7,8 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <algorithm>
+
 using namespace slullama;
 using slullama::test::FakeClock;
 
@@ -19,6 +21,7 @@ private slots:
     void scanner();
     void scannerAnySplit();
     void gpuTimeAttribution();
+    void todayRollsOverAtLocalMidnight();
     void persistsAcrossRestarts();
     void rateLimiter();
 };
@@ -91,6 +94,34 @@ void TestUsage::scannerAnySplit()
     for (char c : body)
         byteWise.feed(QByteArrayView(&c, 1));
     QCOMPARE(byteWise.completionTokens(), qint64(56789));
+}
+
+void TestUsage::todayRollsOverAtLocalMidnight()
+{
+    QTemporaryDir dir;
+    FakeClock clock;
+    UsageTracker usage(dir.filePath(QStringLiteral("usage.json")), &clock);
+    const QString alice = QStringLiteral("alice");
+    const UsageCounters one {1, 0, 0, 0, 0, 0};
+
+    const QDateTime start = clock.currentDateTime().toLocalTime();
+    const qint64 toMidnight = start.msecsTo(QDateTime(start.date().addDays(1), QTime(0, 0)));
+    QVERIFY(toMidnight > 2000);
+    usage.requestEnded(alice, one);
+    // Many requests over the day (the date is kept between them), the last just before midnight.
+    for (qint64 step = 0; step < toMidnight - 1000; step += 7 * 60 * 1000) {
+        clock.advance(std::min<qint64>(7 * 60 * 1000, toMidnight - 1000 - step));
+        usage.requestEnded(alice, one);
+    }
+    const qint64 beforeMidnight = usage.today(alice).requests;
+    QVERIFY(beforeMidnight > 2);
+    QCOMPARE(usage.total(alice).requests, beforeMidnight);
+
+    clock.advance(2000); // a new local day
+    QCOMPARE(usage.today(alice).requests, qint64(0));
+    usage.requestEnded(alice, one);
+    QCOMPARE(usage.today(alice).requests, qint64(1));
+    QCOMPARE(usage.total(alice).requests, beforeMidnight + 1);
 }
 
 void TestUsage::gpuTimeAttribution()
