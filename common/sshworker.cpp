@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -73,8 +74,8 @@ QList<int> knownHostsLines(const QString &file, const QString &entry)
                 const QList<QByteArray> parts = pattern.mid(3).split('|');
                 if (parts.size() == 2) {
                     const QByteArray salt = QByteArray::fromBase64(parts[0]);
-                    const QByteArray mac = QMessageAuthenticationCode::hash(
-                        wanted, salt, QCryptographicHash::Sha1);
+                    const QByteArray mac
+                        = QMessageAuthenticationCode::hash(wanted, salt, QCryptographicHash::Sha1);
                     match = mac == QByteArray::fromBase64(parts[1]);
                 }
             } else {
@@ -105,28 +106,30 @@ struct SshWorker::Conn
     int fd = -1;
     quint16 peerPort = 0;
     ssh_channel channel = nullptr;
-    struct ssh_channel_callbacks_struct callbacks{};
+    struct ssh_channel_callbacks_struct callbacks
+    {
+    };
     bool open = false;
     bool openFailed = false;
-    bool localEof = false;       // the local client finished sending
-    bool eofSent = false;        // ... and the channel was told
-    bool remoteEof = false;      // the head node finished sending
+    bool localEof = false; // the local client finished sending
+    bool eofSent = false; // ... and the channel was told
+    bool remoteEof = false; // the head node finished sending
     bool remoteClosed = false;
-    bool localShutWr = false;    // the local client was told (shutdown SHUT_WR)
+    bool localShutWr = false; // the local client was told (shutdown SHUT_WR)
     bool channelBuffered = false; // libssh holds channel data the local socket has not taken
     bool windowBlocked = false;
     bool dirty = false;
     bool dead = false;
     short registered = 0;
     short revents = 0;
-    std::string toLocal;  // read from the channel, not yet taken by the local socket
+    std::string toLocal; // read from the channel, not yet taken by the local socket
     std::string toRemote; // read from the local socket, not yet taken by the channel window
     std::unique_ptr<RequestHeadInjector> injector; // only with a token to add
 };
 
 // ---------------------------------------------------------------------------------------------
 
-SshShared::SshShared() : wakeFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+SshShared::SshShared() : wakeFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) { }
 
 SshShared::~SshShared()
 {
@@ -150,11 +153,11 @@ void SshShared::drain() const
 
 SshWorker::SshWorker(SshTunnel *tunnel, quint64 generation, SshTunnelSettings settings,
                      std::shared_ptr<SshShared> shared)
-    : m_tunnel(tunnel),
-      m_generation(generation),
-      m_settings(std::move(settings)),
-      m_shared(std::move(shared)),
-      m_buf(kBufferSize)
+    : m_tunnel(tunnel)
+    , m_generation(generation)
+    , m_settings(std::move(settings))
+    , m_shared(std::move(shared))
+    , m_buf(kBufferSize)
 {
     if (!m_settings.injectToken.isEmpty()) {
         m_injectValue = "Bearer " + m_settings.injectToken.toUtf8();
@@ -234,8 +237,8 @@ void SshWorker::run()
             report(SshTunnel::State::Failed, step.message);
             return;
         }
-        const QString message =
-            QStringLiteral("%1; reconnecting in %2 s").arg(step.message).arg(backoff);
+        const QString message
+            = QStringLiteral("%1; reconnecting in %2 s").arg(step.message).arg(backoff);
         qCDebug(lcTunnel).noquote() << message; // reported through errorOccurred
         report(SshTunnel::State::Reconnecting, message);
         if (!sleepInterruptible(backoff * 1000))
@@ -255,7 +258,7 @@ VoidResult SshWorker::openListener()
         return makeError(QStringLiteral("cannot create a socket: %1").arg(errnoText(errno)));
     const int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
+    sockaddr_in addr {};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(m_settings.localPort);
     // Loopback only: the endpoint carries the team's token-free local side.
@@ -282,7 +285,7 @@ VoidResult SshWorker::openListener()
     ::getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len);
     m_shared->boundPort = ntohs(addr.sin_port);
     m_listenFd = fd;
-    return Ok{};
+    return Ok {};
 }
 
 void SshWorker::closeListener()
@@ -297,10 +300,11 @@ bool SshWorker::sleepInterruptible(int ms)
 {
     const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
     while (!stopping()) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        const auto left
+            = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
         if (left.count() <= 0)
             return true;
-        pollfd p{m_shared->wakeFd, POLLIN, 0};
+        pollfd p {m_shared->wakeFd, POLLIN, 0};
         if (::poll(&p, 1, int(left.count())) > 0)
             m_shared->drain();
     }
@@ -309,8 +313,7 @@ bool SshWorker::sleepInterruptible(int ms)
 
 // --- connecting --------------------------------------------------------------------------------
 
-template<typename F>
-int SshWorker::nonBlocking(F call, int again)
+template<typename F> int SshWorker::nonBlocking(F call, int again)
 {
     const auto deadline = Clock::now() + std::chrono::seconds(m_settings.connectTimeoutSeconds);
     for (;;) {
@@ -329,11 +332,13 @@ int SshWorker::waitSession(Clock::time_point deadline)
     const int flags = ssh_get_poll_flags(m_session);
     if (flags & SSH_READ_PENDING)
         return 0; // libssh already holds unread input: no need to wait for the socket
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left
+        = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0)
         return kTimedOut;
-    pollfd fds[2] = {{m_shared->wakeFd, POLLIN, 0},
-                     {ssh_get_fd(m_session), short(POLLIN | ((flags & SSH_WRITE_PENDING) ? POLLOUT : 0)), 0}};
+    pollfd fds[2]
+        = {{m_shared->wakeFd, POLLIN, 0},
+           {ssh_get_fd(m_session), short(POLLIN | ((flags & SSH_WRITE_PENDING) ? POLLOUT : 0)), 0}};
     const int n = ::poll(fds, fds[1].fd >= 0 ? 2 : 1, int(std::min<qint64>(left.count(), 1000)));
     if (n > 0 && (fds[0].revents & POLLIN))
         m_shared->drain();
@@ -374,7 +379,8 @@ SshWorker::Step SshWorker::connectSession()
         host = host.mid(at + 1);
     }
     if (host.isEmpty())
-        return {Outcome::Fatal, QStringLiteral("no head node set: give user@headnode or set [client] host")};
+        return {Outcome::Fatal,
+                QStringLiteral("no head node set: give user@headnode or set [client] host")};
 
     m_session = ssh_new();
     if (!m_session)
@@ -393,7 +399,8 @@ SshWorker::Step SshWorker::connectSession()
                     "aes128-ctr,aes256-ctr");
     const QByteArray configFile = QFile::encodeName(expandHome(m_settings.sshConfigFile));
     // HostName, User, Port, IdentityFile, ProxyJump (-> ProxyCommand "ssh -W") for the alias.
-    if (ssh_options_parse_config(m_session, configFile.isEmpty() ? nullptr : configFile.constData()) < 0)
+    if (ssh_options_parse_config(m_session, configFile.isEmpty() ? nullptr : configFile.constData())
+        < 0)
         return {Outcome::Fatal, QStringLiteral("cannot read the ssh config: %1").arg(sshError())};
     if (!user.isEmpty()) {
         const QByteArray u = user.toUtf8();
@@ -404,8 +411,8 @@ SshWorker::Step SshWorker::connectSession()
         ssh_options_set(m_session, SSH_OPTIONS_PORT, &port);
     }
     m_knownHostsFile = m_settings.knownHosts.isEmpty()
-                           ? QDir::homePath() + QLatin1String("/.ssh/known_hosts")
-                           : expandHome(m_settings.knownHosts);
+        ? QDir::homePath() + QLatin1String("/.ssh/known_hosts")
+        : expandHome(m_settings.knownHosts);
     const QByteArray knownHosts = QFile::encodeName(m_knownHostsFile);
     ssh_options_set(m_session, SSH_OPTIONS_KNOWNHOSTS, knownHosts.constData());
     const int one = 1;
@@ -419,12 +426,14 @@ SshWorker::Step SshWorker::connectSession()
     if (rc == kTimedOut)
         return {Outcome::Retry, QStringLiteral("timed out connecting to %1").arg(hostEntry())};
     if (rc != SSH_OK)
-        return {Outcome::Retry, QStringLiteral("cannot connect to %1: %2").arg(hostEntry(), sshError())};
+        return {Outcome::Retry,
+                QStringLiteral("cannot connect to %1: %2").arg(hostEntry(), sshError())};
 
     const int fd = ssh_get_fd(m_session);
     // A dead link (laptop slept, network gone) must surface as an error: keep-alives that stay
     // unacknowledged this long abort the connection. Harmless on a ProxyCommand pipe.
-    const unsigned int userTimeout = unsigned(std::max(10, m_settings.keepAliveSeconds * 2)) * 1000u;
+    const unsigned int userTimeout
+        = unsigned(std::max(10, m_settings.keepAliveSeconds * 2)) * 1000u;
     ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &userTimeout, sizeof userTimeout);
     ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
     return {Outcome::Ok, {}};
@@ -434,7 +443,8 @@ SshWorker::Step SshWorker::verifyHostKey()
 {
     ssh_key key = nullptr;
     if (ssh_get_server_publickey(m_session, &key) != SSH_OK)
-        return {Outcome::Retry, QStringLiteral("no host key from %1: %2").arg(hostEntry(), sshError())};
+        return {Outcome::Retry,
+                QStringLiteral("no host key from %1: %2").arg(hostEntry(), sshError())};
     unsigned char *hash = nullptr;
     size_t hashLen = 0;
     QString fingerprint;
@@ -458,18 +468,19 @@ SshWorker::Step SshWorker::verifyHostKey()
         for (int l : lines)
             where << QString::number(l);
         const QString location = where.isEmpty()
-                                     ? m_knownHostsFile
-                                     : QStringLiteral("%1 line %2").arg(m_knownHostsFile, where.join(QLatin1String(", ")));
+            ? m_knownHostsFile
+            : QStringLiteral("%1 line %2").arg(m_knownHostsFile, where.join(QLatin1String(", ")));
         return {Outcome::Fatal,
-                QStringLiteral("REFUSED: the host key of %1 has CHANGED (it now sends %2 %3). Someone "
-                               "may be intercepting the connection (man-in-the-middle), or the head node "
-                               "was reinstalled. Check with its administrator; if the new key is right, "
-                               "remove the old one (%4), e.g. ssh-keygen -R '%1' -f %5")
+                QStringLiteral(
+                    "REFUSED: the host key of %1 has CHANGED (it now sends %2 %3). Someone "
+                    "may be intercepting the connection (man-in-the-middle), or the head node "
+                    "was reinstalled. Check with its administrator; if the new key is right, "
+                    "remove the old one (%4), e.g. ssh-keygen -R '%1' -f %5")
                     .arg(entry, keyType, fingerprint, location, m_knownHostsFile)};
     }
     case SSH_KNOWN_HOSTS_NOT_FOUND:
     case SSH_KNOWN_HOSTS_UNKNOWN: {
-        SshHostKeyInfo info{entry, keyType, fingerprint, m_knownHostsFile};
+        SshHostKeyInfo info {entry, keyType, fingerprint, m_knownHostsFile};
         bool stopped = false;
         const auto accepted = ask<bool>(
             [this, info](std::function<void(std::optional<bool>)> done) {
@@ -484,19 +495,24 @@ SshWorker::Step SshWorker::verifyHostKey()
         if (stopped)
             return {Outcome::Stopped, {}};
         if (!accepted.value_or(false))
-            return {Outcome::Fatal, QStringLiteral("the host key of %1 (%2 %3) is unknown and was not accepted")
-                                        .arg(entry, keyType, fingerprint)};
+            return {Outcome::Fatal,
+                    QStringLiteral("the host key of %1 (%2 %3) is unknown and was not accepted")
+                        .arg(entry, keyType, fingerprint)};
         QDir().mkpath(QFileInfo(m_knownHostsFile).absolutePath());
         if (ssh_session_update_known_hosts(m_session) != SSH_OK)
-            return {Outcome::Fatal, QStringLiteral("cannot add the host key to %1: %2").arg(m_knownHostsFile, sshError())};
-        qCInfo(lcTunnel).noquote() << "added" << entry << keyType << fingerprint << "to" << m_knownHostsFile;
+            return {Outcome::Fatal,
+                    QStringLiteral("cannot add the host key to %1: %2")
+                        .arg(m_knownHostsFile, sshError())};
+        qCInfo(lcTunnel).noquote()
+            << "added" << entry << keyType << fingerprint << "to" << m_knownHostsFile;
         return {Outcome::Ok, {}};
     }
     case SSH_KNOWN_HOSTS_ERROR:
         break;
     }
-    return {Outcome::Fatal, QStringLiteral("cannot check the host key of %1 against %2: %3")
-                                .arg(entry, m_knownHostsFile, sshError())};
+    return {Outcome::Fatal,
+            QStringLiteral("cannot check the host key of %1 against %2: %3")
+                .arg(entry, m_knownHostsFile, sshError())};
 }
 
 template<typename T>
@@ -532,7 +548,7 @@ std::optional<T> SshWorker::ask(std::function<void(std::function<void(std::optio
             *stopped = true;
             return std::nullopt;
         }
-        pollfd p{m_shared->wakeFd, POLLIN, 0};
+        pollfd p {m_shared->wakeFd, POLLIN, 0};
         if (::poll(&p, 1, -1) > 0)
             m_shared->drain();
     }
@@ -554,7 +570,9 @@ int SshWorker::authCallback(const char *, char *buf, size_t len, int, int, void 
             [self, path](std::function<void(std::optional<QString>)> done) {
                 QMetaObject::invokeMethod(
                     self->m_tunnel,
-                    [tunnel = self->m_tunnel, path, done] { tunnel->askPassphrase(path, false, done); },
+                    [tunnel = self->m_tunnel, path, done] {
+                        tunnel->askPassphrase(path, false, done);
+                    },
                     Qt::QueuedConnection);
             },
             &stopped);
@@ -592,14 +610,17 @@ int SshWorker::tryKeyFile(const QString &path, QStringList &tried)
         }
         bool encrypted = false;
         ssh_key key = nullptr;
-        int rc = ssh_pki_import_privkey_file(file.constData(), nullptr, noPassphrase, &encrypted, &key);
+        int rc = ssh_pki_import_privkey_file(file.constData(), nullptr, noPassphrase, &encrypted,
+                                             &key);
         for (int attempt = 0; rc != SSH_OK && encrypted && attempt < 3; ++attempt) {
             bool stopped = false;
             const auto answer = ask<QString>(
                 [this, path, attempt](std::function<void(std::optional<QString>)> done) {
                     QMetaObject::invokeMethod(
                         m_tunnel,
-                        [tunnel = m_tunnel, path, attempt, done] { tunnel->askPassphrase(path, attempt > 0, done); },
+                        [tunnel = m_tunnel, path, attempt, done] {
+                            tunnel->askPassphrase(path, attempt > 0, done);
+                        },
                         Qt::QueuedConnection);
                 },
                 &stopped);
@@ -610,18 +631,21 @@ int SshWorker::tryKeyFile(const QString &path, QStringList &tried)
                 return 0;
             }
             QByteArray passphrase = answer->toUtf8();
-            rc = ssh_pki_import_privkey_file(file.constData(), passphrase.constData(), nullptr, nullptr, &key);
+            rc = ssh_pki_import_privkey_file(file.constData(), passphrase.constData(), nullptr,
+                                             nullptr, &key);
             passphrase.fill('\0');
         }
         if (rc != SSH_OK) {
-            tried << (encrypted ? QStringLiteral("key %1 (wrong passphrase)").arg(path)
-                                : QStringLiteral("key %1 (not a private key libssh can read)").arg(path));
+            tried << (encrypted
+                          ? QStringLiteral("key %1 (wrong passphrase)").arg(path)
+                          : QStringLiteral("key %1 (not a private key libssh can read)").arg(path));
             return 0;
         }
         m_key = key;
         m_keyPath = path;
     }
-    const int rc = nonBlocking([this] { return ssh_userauth_publickey(m_session, nullptr, m_key); }, SSH_AUTH_AGAIN);
+    const int rc = nonBlocking([this] { return ssh_userauth_publickey(m_session, nullptr, m_key); },
+                               SSH_AUTH_AGAIN);
     if (rc == SSH_AUTH_DENIED)
         tried << QStringLiteral("key %1 (refused by the server)").arg(path);
     return rc == SSH_AUTH_SUCCESS ? 1 : rc == SSH_AUTH_DENIED ? 0 : rc;
@@ -633,9 +657,11 @@ SshWorker::Step SshWorker::authenticate()
         if (rc == kStopped)
             return {Outcome::Stopped, {}};
         if (rc == kTimedOut)
-            return {Outcome::Retry, QStringLiteral("%1 stopped answering during authentication").arg(hostEntry())};
-        return {Outcome::Retry, QStringLiteral("connection to %1 failed during authentication: %2")
-                                    .arg(hostEntry(), sshError())};
+            return {Outcome::Retry,
+                    QStringLiteral("%1 stopped answering during authentication").arg(hostEntry())};
+        return {Outcome::Retry,
+                QStringLiteral("connection to %1 failed during authentication: %2")
+                    .arg(hostEntry(), sshError())};
     };
 
     int rc = nonBlocking([this] { return ssh_userauth_none(m_session, nullptr); }, SSH_AUTH_AGAIN);
@@ -647,7 +673,7 @@ SshWorker::Step SshWorker::authenticate()
     QStringList tried;
 
     // Returns true when done (success or a terminal result in `out`).
-    Step out{Outcome::Ok, {}};
+    Step out {Outcome::Ok, {}};
     const auto finish = [&](int result, const QString &what) -> bool {
         if (result == SSH_AUTH_SUCCESS)
             return true;
@@ -665,7 +691,8 @@ SshWorker::Step SshWorker::authenticate()
     if (methods & SSH_AUTH_METHOD_PUBLICKEY) {
         if (!m_settings.identityFile.isEmpty()) {
             if (qEnvironmentVariableIsSet("SSH_AUTH_SOCK")) {
-                rc = nonBlocking([this] { return ssh_userauth_agent(m_session, nullptr); }, SSH_AUTH_AGAIN);
+                rc = nonBlocking([this] { return ssh_userauth_agent(m_session, nullptr); },
+                                 SSH_AUTH_AGAIN);
                 if (rc == SSH_AUTH_DENIED)
                     tried << QStringLiteral("ssh-agent");
                 if (finish(rc, QStringLiteral("ssh-agent")))
@@ -685,8 +712,9 @@ SshWorker::Step SshWorker::authenticate()
             m_sessionCallbacks.userdata = this;
             m_sessionCallbacks.auth_function = &SshWorker::authCallback;
             ssh_set_callbacks(m_session, &m_sessionCallbacks);
-            rc = nonBlocking([this] { return ssh_userauth_publickey_auto(m_session, nullptr, nullptr); },
-                             SSH_AUTH_AGAIN);
+            rc = nonBlocking(
+                [this] { return ssh_userauth_publickey_auto(m_session, nullptr, nullptr); },
+                SSH_AUTH_AGAIN);
             if (rc == SSH_AUTH_DENIED)
                 tried << QStringLiteral("ssh-agent and the keys from the ssh config");
             if (finish(rc, QStringLiteral("public key")))
@@ -696,22 +724,26 @@ SshWorker::Step SshWorker::authenticate()
 
     if (methods & SSH_AUTH_METHOD_INTERACTIVE) {
         for (int attempt = 0; attempt < 3 && (methods & SSH_AUTH_METHOD_INTERACTIVE); ++attempt) {
-            rc = nonBlocking([this] { return ssh_userauth_kbdint(m_session, nullptr, nullptr); }, SSH_AUTH_AGAIN);
+            rc = nonBlocking([this] { return ssh_userauth_kbdint(m_session, nullptr, nullptr); },
+                             SSH_AUTH_AGAIN);
             while (rc == SSH_AUTH_INFO) {
                 const int n = ssh_userauth_kbdint_getnprompts(m_session);
                 // Servers often end with a round of zero prompts: answer it without asking.
                 if (n > 0) {
                     const QString name = QString::fromUtf8(ssh_userauth_kbdint_getname(m_session));
-                    const QString instruction = QString::fromUtf8(ssh_userauth_kbdint_getinstruction(m_session));
+                    const QString instruction
+                        = QString::fromUtf8(ssh_userauth_kbdint_getinstruction(m_session));
                     QList<SshKbdPrompt> prompts;
                     for (int i = 0; i < n; ++i) {
                         char echo = 0;
-                        const char *text = ssh_userauth_kbdint_getprompt(m_session, unsigned(i), &echo);
+                        const char *text
+                            = ssh_userauth_kbdint_getprompt(m_session, unsigned(i), &echo);
                         prompts.append({QString::fromUtf8(text), echo != 0});
                     }
                     bool stopped = false;
                     const auto answers = ask<QStringList>(
-                        [this, name, instruction, prompts](std::function<void(std::optional<QStringList>)> done) {
+                        [this, name, instruction,
+                         prompts](std::function<void(std::optional<QStringList>)> done) {
                             QMetaObject::invokeMethod(
                                 m_tunnel,
                                 [tunnel = m_tunnel, name, instruction, prompts, done] {
@@ -723,14 +755,17 @@ SshWorker::Step SshWorker::authenticate()
                     if (stopped)
                         return {Outcome::Stopped, {}};
                     if (!answers)
-                        return {Outcome::Fatal, QStringLiteral("authentication to %1 cancelled").arg(userAtHost())};
+                        return {Outcome::Fatal,
+                                QStringLiteral("authentication to %1 cancelled").arg(userAtHost())};
                     for (int i = 0; i < n; ++i) {
                         QByteArray a = answers->value(i).toUtf8();
                         ssh_userauth_kbdint_setanswer(m_session, unsigned(i), a.constData());
                         a.fill('\0');
                     }
                 }
-                rc = nonBlocking([this] { return ssh_userauth_kbdint(m_session, nullptr, nullptr); }, SSH_AUTH_AGAIN);
+                rc = nonBlocking(
+                    [this] { return ssh_userauth_kbdint(m_session, nullptr, nullptr); },
+                    SSH_AUTH_AGAIN);
             }
             if (rc == SSH_AUTH_DENIED)
                 tried << QStringLiteral("keyboard-interactive (refused)");
@@ -749,7 +784,9 @@ SshWorker::Step SshWorker::authenticate()
                 [this, who, attempt](std::function<void(std::optional<QString>)> done) {
                     QMetaObject::invokeMethod(
                         m_tunnel,
-                        [tunnel = m_tunnel, who, attempt, done] { tunnel->askPassword(who, attempt > 0, done); },
+                        [tunnel = m_tunnel, who, attempt, done] {
+                            tunnel->askPassword(who, attempt > 0, done);
+                        },
                         Qt::QueuedConnection);
                 },
                 &stopped);
@@ -760,8 +797,9 @@ SshWorker::Step SshWorker::authenticate()
                 break;
             }
             QByteArray pw = password->toUtf8();
-            rc = nonBlocking([this, &pw] { return ssh_userauth_password(m_session, nullptr, pw.constData()); },
-                             SSH_AUTH_AGAIN);
+            rc = nonBlocking(
+                [this, &pw] { return ssh_userauth_password(m_session, nullptr, pw.constData()); },
+                SSH_AUTH_AGAIN);
             pw.fill('\0');
             if (rc == SSH_AUTH_DENIED)
                 tried << QStringLiteral("password (refused)");
@@ -779,13 +817,16 @@ SshWorker::Step SshWorker::authenticate()
         offered << QStringLiteral("keyboard-interactive");
     if (methods & SSH_AUTH_METHOD_PASSWORD)
         offered << QStringLiteral("password");
-    return {Outcome::Fatal,
-            QStringLiteral("authentication failed for %1: permission denied (the server accepts %2; tried %3). "
-                           "Check [client] host and identity_file, or that your public key is in "
-                           "~/.ssh/authorized_keys on the head node")
-                .arg(userAtHost(),
-                     offered.isEmpty() ? QStringLiteral("no method we support") : offered.join(QLatin1String(", ")),
-                     tried.isEmpty() ? QStringLiteral("nothing") : tried.join(QLatin1String(", ")))};
+    return {
+        Outcome::Fatal,
+        QStringLiteral(
+            "authentication failed for %1: permission denied (the server accepts %2; tried %3). "
+            "Check [client] host and identity_file, or that your public key is in "
+            "~/.ssh/authorized_keys on the head node")
+            .arg(userAtHost(),
+                 offered.isEmpty() ? QStringLiteral("no method we support")
+                                   : offered.join(QLatin1String(", ")),
+                 tried.isEmpty() ? QStringLiteral("nothing") : tried.join(QLatin1String(", ")))};
 }
 
 void SshWorker::freeSession()
@@ -799,6 +840,10 @@ void SshWorker::freeSession()
         ssh_event_remove_session(m_event, m_session);
         ssh_event_free(m_event);
         m_event = nullptr;
+    }
+    if (m_epollFd >= 0) {
+        ::close(m_epollFd);
+        m_epollFd = -1;
     }
     ssh_disconnect(m_session);
     ssh_free(m_session);
@@ -820,13 +865,28 @@ int SshWorker::onListenEvent(socket_t, int, void *userdata)
 }
 
 // Inside ssh_event_dopoll only record: adding or removing fds there would upset libssh's loop.
-int SshWorker::onFdEvent(socket_t, int revents, void *userdata)
+int SshWorker::onEpollEvent(socket_t, int, void *userdata)
 {
-    auto *c = static_cast<Conn *>(userdata);
-    if (c->revents == 0)
-        c->worker->m_ready.push_back(c);
-    c->revents |= short(revents);
+    static_cast<SshWorker *>(userdata)->m_epollReady = true;
     return 0;
+}
+
+void SshWorker::collectLocalEvents()
+{
+    m_epollReady = false;
+    // Level-triggered: what does not fit now is reported again by the next poll.
+    epoll_event events[256];
+    const int n = ::epoll_wait(m_epollFd, events, int(std::size(events)), 0);
+    for (int i = 0; i < n; ++i) {
+        auto *c = static_cast<Conn *>(events[i].data.ptr);
+        const uint32_t e = events[i].events;
+        const short revents
+            = short(((e & EPOLLIN) ? POLLIN : 0) | ((e & EPOLLOUT) ? POLLOUT : 0)
+                    | ((e & EPOLLERR) ? POLLERR : 0) | ((e & EPOLLHUP) ? POLLHUP : 0));
+        if (c->revents == 0)
+            m_ready.push_back(c);
+        c->revents |= revents;
+    }
 }
 
 void SshWorker::markDirty(Conn *c)
@@ -897,6 +957,12 @@ SshWorker::Step SshWorker::serve()
         return {Outcome::Retry, QStringLiteral("libssh could not poll the session")};
     ssh_event_add_fd(m_event, m_shared->wakeFd, POLLIN, &SshWorker::onWakeEvent, this);
     ssh_event_add_fd(m_event, m_listenFd, POLLIN, &SshWorker::onListenEvent, this);
+    if (m_epollFd < 0)
+        m_epollFd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (m_epollFd < 0)
+        return {Outcome::Retry,
+                QStringLiteral("cannot watch local connections: %1").arg(errnoText(errno))};
+    ssh_event_add_fd(m_event, m_epollFd, POLLIN, &SshWorker::onEpollEvent, this);
 
     const auto keepAlive = std::chrono::seconds(std::max(1, m_settings.keepAliveSeconds));
     auto nextKeepAlive = Clock::now() + keepAlive;
@@ -909,7 +975,9 @@ SshWorker::Step SshWorker::serve()
         int timeout = 0;
         if (m_ready.empty() && m_dirty.empty() && m_dead.empty() && !socketMayHaveMore) {
             timeout = int(std::max<qint64>(
-                0, std::chrono::duration_cast<std::chrono::milliseconds>(nextKeepAlive - Clock::now()).count()));
+                0,
+                std::chrono::duration_cast<std::chrono::milliseconds>(nextKeepAlive - Clock::now())
+                    .count()));
         }
         if (timeout > 0) {
             // sshd does not set TCP_NODELAY for forwarding-only sessions, so with our delayed ACKs
@@ -928,8 +996,10 @@ SshWorker::Step SshWorker::serve()
         }
         if (stopping())
             return {Outcome::Stopped, {}};
-        if ((ssh_get_status(m_session) & (SSH_CLOSED | SSH_CLOSED_ERROR)) || !ssh_is_connected(m_session))
-            return {Outcome::Retry, QStringLiteral("connection to %1 lost: %2").arg(hostEntry(), sshError())};
+        if ((ssh_get_status(m_session) & (SSH_CLOSED | SSH_CLOSED_ERROR))
+            || !ssh_is_connected(m_session))
+            return {Outcome::Retry,
+                    QStringLiteral("connection to %1 lost: %2").arg(hostEntry(), sshError())};
 
         if (m_listenReady) {
             m_listenReady = false;
@@ -944,8 +1014,9 @@ SshWorker::Step SshWorker::serve()
                 continue;
             }
             const QByteArray remoteHost = m_settings.remoteHost.toUtf8();
-            const int rc = ssh_channel_open_forward(c->channel, remoteHost.constData(), m_settings.remotePort,
-                                                    "127.0.0.1", c->peerPort);
+            const int rc
+                = ssh_channel_open_forward(c->channel, remoteHost.constData(),
+                                           m_settings.remotePort, "127.0.0.1", c->peerPort);
             if (rc == SSH_AGAIN) {
                 ++i;
                 continue;
@@ -956,10 +1027,11 @@ SshWorker::Step SshWorker::serve()
                 markDirty(c);
             } else {
                 const auto now = Clock::now();
-                const QString message = QStringLiteral("the head node could not connect to %1:%2: %3")
-                                            .arg(m_settings.remoteHost)
-                                            .arg(m_settings.remotePort)
-                                            .arg(sshError());
+                const QString message
+                    = QStringLiteral("the head node could not connect to %1:%2: %3")
+                          .arg(m_settings.remoteHost)
+                          .arg(m_settings.remotePort)
+                          .arg(sshError());
                 qCWarning(lcTunnel).noquote() << message;
                 if (now - m_lastChannelError > std::chrono::seconds(10)) {
                     m_lastChannelError = now;
@@ -999,6 +1071,8 @@ SshWorker::Step SshWorker::serve()
             }
         }
 
+        if (m_epollReady)
+            collectLocalEvents();
         std::vector<Conn *> ready;
         ready.swap(m_ready);
         for (Conn *c : ready)
@@ -1024,9 +1098,10 @@ SshWorker::Step SshWorker::serve()
 void SshWorker::acceptConnections()
 {
     for (int i = 0; i < kAcceptBurst; ++i) {
-        sockaddr_in peer{};
+        sockaddr_in peer {};
         socklen_t len = sizeof peer;
-        const int fd = ::accept4(m_listenFd, reinterpret_cast<sockaddr *>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        const int fd = ::accept4(m_listenFd, reinterpret_cast<sockaddr *>(&peer), &len,
+                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -1055,8 +1130,8 @@ void SshWorker::acceptConnections()
         c->callbacks.channel_close_function = &SshWorker::onChannelClose;
         ssh_set_channel_callbacks(c->channel, &c->callbacks);
         const QByteArray remoteHost = m_settings.remoteHost.toUtf8();
-        const int rc = ssh_channel_open_forward(c->channel, remoteHost.constData(), m_settings.remotePort,
-                                                "127.0.0.1", c->peerPort);
+        const int rc = ssh_channel_open_forward(c->channel, remoteHost.constData(),
+                                                m_settings.remotePort, "127.0.0.1", c->peerPort);
         if (rc == SSH_OK) {
             c->open = true;
             markDirty(c);
@@ -1217,7 +1292,8 @@ void SshWorker::pumpRemoteToLocal(Conn *c)
             return;
     }
     while (c->channelBuffered && !c->dead) {
-        const int n = ssh_channel_read_nonblocking(c->channel, m_buf.data(), uint32_t(m_buf.size()), 0);
+        const int n
+            = ssh_channel_read_nonblocking(c->channel, m_buf.data(), uint32_t(m_buf.size()), 0);
         if (n == SSH_ERROR) {
             // A closed channel reports an error once its buffer is empty.
             c->channelBuffered = false;
@@ -1247,10 +1323,14 @@ void SshWorker::updateRegistration(Conn *c)
         want |= POLLOUT;
     if (want == c->registered)
         return;
-    if (c->registered)
-        ssh_event_remove_fd(m_event, c->fd);
-    if (want)
-        ssh_event_add_fd(m_event, c->fd, want, &SshWorker::onFdEvent, c);
+    epoll_event ev {};
+    ev.events = ((want & POLLIN) ? EPOLLIN : 0u) | ((want & POLLOUT) ? EPOLLOUT : 0u);
+    ev.data.ptr = c;
+    const int op = !want ? EPOLL_CTL_DEL : c->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (::epoll_ctl(m_epollFd, op, c->fd, &ev) < 0 && want) {
+        kill(c, "cannot watch the local connection");
+        return;
+    }
     c->registered = want;
 }
 
@@ -1260,8 +1340,8 @@ void SshWorker::reap()
         std::vector<Conn *> dead;
         dead.swap(m_dead);
         for (Conn *c : dead) {
-            if (c->registered && m_event)
-                ssh_event_remove_fd(m_event, c->fd);
+            if (c->registered && m_epollFd >= 0)
+                ::epoll_ctl(m_epollFd, EPOLL_CTL_DEL, c->fd, nullptr);
             c->registered = 0;
             if (c->channel) {
                 ssh_remove_channel_callbacks(c->channel, &c->callbacks);

@@ -32,12 +32,12 @@ struct SshShared
     void wake() const;
     void drain() const;
 
-    std::atomic<bool> stop{false};
+    std::atomic<bool> stop {false};
     int wakeFd = -1; // eventfd: stop requests and prompt answers
-    std::atomic<int> channels{0};
-    std::atomic<quint64> bytesUp{0};
-    std::atomic<quint64> bytesDown{0};
-    std::atomic<int> boundPort{0};
+    std::atomic<int> channels {0};
+    std::atomic<quint64> bytesUp {0};
+    std::atomic<quint64> bytesDown {0};
+    std::atomic<int> boundPort {0};
 };
 
 class SshWorker final
@@ -81,8 +81,7 @@ private:
     QString hostEntry() const;
     QString userAtHost() const;
 
-    template<typename F>
-    int nonBlocking(F call, int again);
+    template<typename F> int nonBlocking(F call, int again);
     int waitSession(std::chrono::steady_clock::time_point deadline);
     template<typename T>
     std::optional<T> ask(std::function<void(std::function<void(std::optional<T>)>)> post,
@@ -101,7 +100,9 @@ private:
     void reap();
     void closeAll();
 
-    static int onFdEvent(socket_t fd, int revents, void *userdata);
+    void collectLocalEvents();
+
+    static int onEpollEvent(socket_t fd, int revents, void *userdata);
     static int onWakeEvent(socket_t fd, int revents, void *userdata);
     static int onListenEvent(socket_t fd, int revents, void *userdata);
     static int onChannelData(ssh_session, ssh_channel, void *data, uint32_t len, int isStderr,
@@ -115,10 +116,17 @@ private:
     std::shared_ptr<SshShared> m_shared;
 
     int m_listenFd = -1;
+    // The local connections are watched through one epoll fd in the libssh event: libssh polls
+    // its whole event on every channel write (ssh_blocking_flush), so each fd there is paid for
+    // per written packet.
+    int m_epollFd = -1;
+    bool m_epollReady = false;
     ssh_session m_session = nullptr;
-    ssh_counter_struct m_socketCounter{}; // the session socket's bytes, kept by libssh
+    ssh_counter_struct m_socketCounter {}; // the session socket's bytes, kept by libssh
     ssh_event m_event = nullptr;
-    struct ssh_callbacks_struct m_sessionCallbacks{};
+    struct ssh_callbacks_struct m_sessionCallbacks
+    {
+    };
     QString m_knownHostsFile;
 
     // Decrypted explicit identity, kept so a reconnect does not ask for the passphrase again.
@@ -137,8 +145,9 @@ private:
     bool m_listenReady = false;
     bool m_woken = false;
     std::vector<char> m_buf;
-    QByteArray m_injectValue; // "Bearer <token>" for RequestHeadInjector; empty = none. Never logged.
-    std::chrono::steady_clock::time_point m_lastChannelError{};
+    QByteArray
+        m_injectValue; // "Bearer <token>" for RequestHeadInjector; empty = none. Never logged.
+    std::chrono::steady_clock::time_point m_lastChannelError {};
 };
 
 } // namespace slullama
