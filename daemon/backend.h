@@ -47,6 +47,14 @@ public:
     // A request that acquired successfully has finished (completely, or aborted). Idle time
     // counts from the last release.
     virtual void release() = 0;
+    // The same, naming the Upstream generation the request was given: lets a walltime
+    // hand-over retire the old job as soon as its own requests are done, however busy the
+    // successor is. Backends that do not care keep the plain release().
+    virtual void release(quint64 generation)
+    {
+        Q_UNUSED(generation);
+        release();
+    }
     // The upstream could not be reached or broke mid-response: lets the lifecycle check the
     // tunnel and the job at once instead of waiting for its next poll.
     virtual void reportUpstreamFailure(quint64 generation, const QString &reason) = 0;

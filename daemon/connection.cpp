@@ -37,6 +37,9 @@ QByteArray errorJson(const QString &message)
 
 constexpr qint64 kMaxWakeBody = 16 * 1024;
 constexpr double kMaxKeepAwakeMinutes = 24 * 60;
+// A 503 is for what passes: a restarted slurmctld or munged, a daemon restart. Clients that
+// honour Retry-After come back then rather than hammering a Slurm that is down.
+constexpr int kRetryAfterSeconds = 30;
 
 // The wake's keep-awake minutes from `?minutes=N` or a JSON body {"keep_awake_minutes": N};
 // 0 when neither is given.
@@ -451,7 +454,7 @@ void Connection::onAcquired(quint64 attempt, const AcquireResult &result)
     if (m_state != State::Acquiring) {
         // Cannot happen while the backend honours cancel(); keep the accounting right anyway.
         if (result.ok)
-            m_shared->backend->release();
+            m_shared->backend->release(result.upstream.generation);
         return;
     }
     if (!result.ok) {
@@ -592,6 +595,10 @@ void Connection::respond(int status, const QByteArray &body, bool keepAlive,
 void Connection::respondError(int status, const QString &message, bool keepAlive,
                               const QByteArray &extraHeaders)
 {
+    if (status == 503 && !extraHeaders.toLower().contains("retry-after:"))
+        return respond(status, errorJson(message), keepAlive,
+                       extraHeaders + "Retry-After: " + QByteArray::number(kRetryAfterSeconds)
+                           + "\r\n");
     respond(status, errorJson(message), keepAlive, extraHeaders);
 }
 
@@ -599,7 +606,7 @@ void Connection::releaseHold()
 {
     if (m_holding) {
         m_holding = false;
-        m_shared->backend->release();
+        m_shared->backend->release(m_upstream.generation);
     }
 }
 

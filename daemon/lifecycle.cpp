@@ -124,7 +124,8 @@ void Lifecycle::saveState()
     // job whose id a crash would lose (also an abandoned boot's sbatch, until its job is gone).
     const bool submitting = m_jobId.isEmpty() && !m_submitToken.isEmpty()
         && (m_phase == Phase::Submitting || m_submitsInFlight > 0);
-    if (m_jobId.isEmpty() && !submitting) {
+    // A successor's sbatch in flight is kept too, even when the job it was for is gone.
+    if (m_jobId.isEmpty() && !submitting && m_handoverSubmitsInFlight == 0) {
         clearState();
         return;
     }
@@ -137,6 +138,10 @@ void Lifecycle::saveState()
     state.jobName = m_recovering ? m_recoverJobName : m_config.slurm.jobName;
     state.submitToken = m_submitToken;
     state.otherJobId = handoverOtherJobId();
+    if (m_handoverSubmitsInFlight > 0)
+        state.otherSubmitToken = m_handoverSubmitToken;
+    if (const qint64 now = m_clock->monotonicMs(); m_awakeUntilMs > now)
+        state.awakeUntil = m_clock->currentDateTime().addMSecs(m_awakeUntilMs - now).toUTC();
     if (const VoidResult saved = m_store.save(state); !saved)
         qCWarning(lcLifecycle).noquote() << saved.error();
 }
@@ -145,6 +150,19 @@ void Lifecycle::clearState()
 {
     if (const VoidResult cleared = m_store.clear(); !cleared)
         qCWarning(lcLifecycle).noquote() << cleared.error();
+}
+
+void Lifecycle::restoreAwakeUntil(const SavedState &saved)
+{
+    if (!saved.awakeUntil.isValid())
+        return;
+    const qint64 left = m_clock->currentDateTime().msecsTo(saved.awakeUntil);
+    if (left <= 0)
+        return;
+    m_awakeUntilMs = std::max(m_awakeUntilMs, m_clock->monotonicMs() + left);
+    qCInfo(lcLifecycle).noquote() << "keeping the job awake until"
+                                  << saved.awakeUntil.toString(Qt::ISODate)
+                                  << "as the previous daemon promised";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,6 +189,7 @@ Backend::Ticket Lifecycle::acquire(Callback done)
         result.upstream.port = m_localPort;
         result.upstream.localSocket = m_tunnel->localSocket();
         result.upstream.generation = m_generation;
+        countHandedOut(m_generation);
         emit statusChanged();
         done(result);
         return ticket;
@@ -191,7 +210,34 @@ void Lifecycle::cancel(Ticket ticket)
     emit statusChanged();
 }
 
+void Lifecycle::countHandedOut(quint64 generation)
+{
+    ++m_inFlight[generation];
+}
+
 void Lifecycle::release()
+{
+    // Generation unknown: count it against the newest, so that the old job of a hand-over is
+    // never retired early on its account (it still goes once nothing is in flight).
+    if (!m_inFlight.empty()) {
+        const auto newest = std::prev(m_inFlight.end());
+        if (--newest->second <= 0)
+            m_inFlight.erase(newest);
+    }
+    finishRelease();
+}
+
+void Lifecycle::release(quint64 generation)
+{
+    const auto it = m_inFlight.find(generation);
+    if (it == m_inFlight.end())
+        return release();
+    if (--it->second <= 0)
+        m_inFlight.erase(it);
+    finishRelease();
+}
+
+void Lifecycle::finishRelease()
 {
     m_active = std::max(0, m_active - 1);
     m_lastReleaseMs = m_clock->monotonicMs();
@@ -223,9 +269,14 @@ void Lifecycle::wakeFor(double minutes)
     if (m_shuttingDown)
         return;
     const qint64 until = m_clock->monotonicMs() + qint64(std::llround(minutes * 60000.0));
+    const qint64 before = m_awakeUntilMs;
     m_awakeUntilMs = std::max(m_awakeUntilMs, until);
     wake();
+    // In the state file, so that a restarted daemon adopting the job keeps the promise.
+    if (m_awakeUntilMs != before)
+        saveState();
     rearmIdleTimer();
+    maybeExtend(); // keep_alive = "extend": ask for the promised time now
     emit statusChanged();
 }
 
@@ -250,12 +301,18 @@ void Lifecycle::start()
     const SavedState saved = **loaded;
     if (!saved.otherJobId.isEmpty())
         cancelStrayJob(saved.otherJobId, 0); // a hand-over's second job: one job is enough
+    if (!saved.otherSubmitToken.isEmpty())
+        cancelInterruptedSuccessor(saved.jobName.isEmpty() ? m_config.slurm.jobName : saved.jobName,
+                                   saved.jobId, saved.otherSubmitToken, 0);
     if (saved.jobId.isEmpty()) {
-        if (saved.phase == u"submitting" && !saved.jobName.isEmpty())
+        if (saved.phase == u"submitting" && !saved.jobName.isEmpty()) {
+            restoreAwakeUntil(saved);
             return recoverSubmission(saved);
+        }
         clearState();
         return;
     }
+    restoreAwakeUntil(saved);
     qCInfo(lcLifecycle).noquote() << "state file names job" << saved.jobId
                                   << "- adopting it if Slurm still has it";
     m_jobId = saved.jobId;
@@ -598,6 +655,7 @@ void Lifecycle::becomeReady()
             m_lastBootSeconds = double(now - m_bootStartMs) / 1000.0;
         m_lastBootAt = m_clock->currentDateTime();
         m_readyAtMs = now;
+        m_jobFirstGeneration = m_generation;
     }
     m_rebuilding = false;
     m_bootStartMs = -1;
@@ -623,6 +681,7 @@ void Lifecycle::serveWaiters()
         result.upstream.localSocket = m_tunnel->localSocket();
         result.upstream.generation = m_generation;
         result.waitedSeconds = double(now - waiter.sinceMs) / 1000.0;
+        countHandedOut(m_generation);
         waiter.done(result);
     }
 }
@@ -892,7 +951,9 @@ void Lifecycle::maybeExtend()
     if (!limit || !run)
         return; // UNLIMITED, or not known yet
     const qint64 runNow = *run + (now - m_jobInfoAtMs) / 1000;
-    const qint64 needLeft = idleTimeoutMs() / 1000 + kExtendMarginSeconds;
+    // Enough for the idle timeout after now, or for a wake's keep-awake promise if longer.
+    const qint64 awakeLeft = m_awakeUntilMs > now ? (m_awakeUntilMs - now + 999) / 1000 : 0;
+    const qint64 needLeft = std::max(idleTimeoutMs() / 1000, awakeLeft) + kExtendMarginSeconds;
     if (*limit - runNow >= needLeft)
         return;
     const qint64 minutes = (runNow + needLeft + kExtendHeadroomSeconds + 59) / 60;
@@ -1237,7 +1298,8 @@ QString writeJobScriptFile(const Config &config, QString *path)
 
 void Lifecycle::maybeHandover()
 {
-    if (m_handover.stage == u"draining" && m_active == 0)
+    // The old job goes once its own requests are done, however busy the successor is.
+    if (m_handover.stage == u"draining" && (m_active == 0 || oldJobInFlight() == 0))
         retireOldJob();
     if (m_handover.stage == u"failed" && m_handover.oldJobId != m_jobId) {
         resetHandover();
@@ -1295,21 +1357,30 @@ void Lifecycle::beginHandover()
     qCInfo(lcLifecycle).noquote() << "job" << m_jobId
                                   << "nears its time limit and cannot be extended: submitting a "
                                      "successor (walltime hand-over)";
+    // Like the main submission: the state file names the token before sbatch runs, so a daemon
+    // killed meanwhile finds the successor by name and token (cancelInterruptedSuccessor()).
+    m_handoverSubmitToken = QString::number(QRandomGenerator::system()->generate64(), 16);
+    ++m_handoverSubmitsInFlight;
+    saveState();
     m_slurm.submit(
         path, this,
         [this](const SlurmOutcome &outcome, const QString &jobId) {
             onHandoverSubmitted(outcome, jobId);
         },
-        QStringLiteral("slullama_handover=") + m_jobId);
+        QStringLiteral("slullama_handover=") + m_jobId + QStringLiteral(",slullama_submit=")
+            + m_handoverSubmitToken);
     emit statusChanged();
 }
 
 void Lifecycle::onHandoverSubmitted(const SlurmOutcome &outcome, const QString &jobId)
 {
+    m_handoverSubmitsInFlight = std::max(0, m_handoverSubmitsInFlight - 1);
     if (m_handover.stage != u"submitting") {
         // Abandoned meanwhile (idle, shutdown, the old job ended): never leave the job behind.
         if (outcome.ok() && !jobId.isEmpty())
             cancelStrayJob(jobId, 0);
+        if (!m_shutdownDone)
+            saveState();
         return;
     }
     if (!outcome.ok())
@@ -1485,6 +1556,7 @@ void Lifecycle::switchToSuccessor()
                                   << m_handover.node << "answers; new requests go there, job"
                                   << oldJobId << "finishes" << m_active
                                   << "request(s) in flight, then it is cancelled";
+    m_handover.oldFirstGeneration = m_jobFirstGeneration;
     m_handover.oldTunnel = std::move(m_tunnel);
     m_tunnel = std::move(m_handover.tunnel);
     ++m_tunnelSerial; // exits and health answers of the old tunnel are stale now
@@ -1499,6 +1571,8 @@ void Lifecycle::switchToSuccessor()
     m_tunnelOpenedMs = now;
     m_tunnelAttempts = 0;
     ++m_generation;
+    m_handover.successorGeneration = m_generation;
+    m_jobFirstGeneration = m_generation;
     m_jobSince = m_clock->currentDateTime();
     m_lastBootSeconds = double(now - m_handover.startMs) / 1000.0;
     m_lastBootAt = m_clock->currentDateTime();
@@ -1668,6 +1742,55 @@ void Lifecycle::resetHandover()
         QTimer::singleShot(0, this, [doomed]() {});
     }
     m_handover = Handover {};
+}
+
+void Lifecycle::cancelInterruptedSuccessor(const QString &jobName, const QString &keepJobId,
+                                           const QString &token, int attempt)
+{
+    m_slurm.listJobs(jobName, this,
+                     [this, jobName, keepJobId, token, attempt](const SlurmOutcome &outcome,
+                                                                const QList<JobSummary> &jobs) {
+                         if (!outcome.ok()) {
+                             if (attempt + 1 >= kHandoverCancelAttempts) {
+                                 qCWarning(lcSlurm).noquote()
+                                     << "giving up on finding the successor job of an interrupted "
+                                        "hand-over:"
+                                     << outcome.message;
+                                 return;
+                             }
+                             m_clock->startTimer(kCancelRetryBaseMs << attempt, this,
+                                                 [this, jobName, keepJobId, token, attempt]() {
+                                                     cancelInterruptedSuccessor(jobName, keepJobId,
+                                                                                token, attempt + 1);
+                                                 });
+                             return;
+                         }
+                         const QString mark = QStringLiteral("slullama_submit=") + token;
+                         for (const JobSummary &job : jobs) {
+                             if (job.id == keepJobId || job.id == m_jobId
+                                 || job.id == m_handover.jobId)
+                                 continue;
+                             // With ollama.port = 0 the job replaces its comment (and the
+                             // token) with its port: a job of our name without a token of
+                             // another submission is ours to cancel too.
+                             if (!job.comment.contains(mark)
+                                 && job.comment.contains(QStringLiteral("slullama_submit=")))
+                                 continue;
+                             qCWarning(lcSlurm).noquote()
+                                 << "cancelling job" << job.id << "(" << job.state
+                                 << "), the successor submitted when the previous daemon stopped";
+                             cancelStrayJob(job.id, 0);
+                         }
+                     });
+}
+
+int Lifecycle::oldJobInFlight() const
+{
+    int n = 0;
+    for (auto it = m_inFlight.lower_bound(m_handover.oldFirstGeneration);
+         it != m_inFlight.end() && it->first < m_handover.successorGeneration; ++it)
+        n += it->second;
+    return n;
 }
 
 QString Lifecycle::handoverOtherJobId() const

@@ -58,6 +58,7 @@ public:
     Ticket acquire(Callback done) override;
     void cancel(Ticket ticket) override;
     void release() override;
+    void release(quint64 generation) override;
     void reportUpstreamFailure(quint64 generation, const QString &reason) override;
     void wake() override;
     void wakeFor(double minutes) override;
@@ -103,6 +104,11 @@ private:
     void setPhase(Phase phase, const QString &why);
     void saveState();
     void clearState();
+    // A keep-awake promise from the state file (wall clock) becomes a monotonic deadline again.
+    void restoreAwakeUntil(const SavedState &saved);
+    // A request got an Upstream of this generation / one of them ended.
+    void countHandedOut(quint64 generation);
+    void finishRelease();
 
     void beginBoot();
     void onSubmitted(const SlurmOutcome &outcome, const QString &jobId);
@@ -165,6 +171,12 @@ private:
     void retireOldJob();
     void abortHandover(const QString &reason);
     void cancelStrayJob(const QString &jobId, int attempt);
+    // Restart after a daemon died while a successor's sbatch ran: every other live job of our
+    // name (the one carrying `token`, or one that lost it to its port report) is cancelled.
+    void cancelInterruptedSuccessor(const QString &jobName, const QString &keepJobId,
+                                    const QString &token, int attempt);
+    // Requests still in flight on the old job of a hand-over (its Upstream generations).
+    int oldJobInFlight() const;
     QString handoverOtherJobId() const;
     // Clears m_handover; its tunnels are closed and deleted from the event loop (an exit callback
     // may be running inside one of them).
@@ -184,6 +196,9 @@ private:
     Ticket m_nextTicket = 1;
     int m_active = 0;
     qint64 m_requestCount = 0;
+    // Requests holding an Upstream, by its generation (entries at zero are erased).
+    std::map<quint64, int> m_inFlight;
+    quint64 m_jobFirstGeneration = 0; // the current job's first generation
 
     // The current job (empty id: none).
     QString m_jobId;
@@ -270,10 +285,17 @@ private:
         QString oldJobId; // the job handed over from (failed: the job that keeps serving)
         std::unique_ptr<NodeTunnel> oldTunnel;
         quint64 generation = 0; // what m_generation was when the handover began
+        // Draining: the old job served generations [oldFirstGeneration, successorGeneration).
+        quint64 oldFirstGeneration = 0;
+        quint64 successorGeneration = 0;
     };
     Handover m_handover;
     TunnelFactory m_tunnelFactory;
     quint64 m_handoverSerials = 0;
+    // The successor's sbatch in flight: its token is in the state file until it answers (kept
+    // outside m_handover, which an abort clears while sbatch still runs).
+    QString m_handoverSubmitToken;
+    int m_handoverSubmitsInFlight = 0;
     // The successor's tunnel, once it is the main one, reports its exits as the main tunnel's.
     quint64 m_promotedHandoverSerial = 0;
     quint64 m_promotedMainSerial = 0;

@@ -108,8 +108,8 @@ void ProxyServer::accept(qintptr socketDescriptor)
         // the reply small.
         static const char reply[]
             = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-              "Content-Length: 33\r\nConnection: close\r\n\r\n{\"error\":\"too many "
-              "connections\"}\n";
+              "Content-Length: 33\r\nRetry-After: 5\r\nConnection: close\r\n\r\n"
+              "{\"error\":\"too many connections\"}\n";
         [[maybe_unused]] const auto written
             = ::write(int(socketDescriptor), reply, sizeof reply - 1);
         ::close(int(socketDescriptor));

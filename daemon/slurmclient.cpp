@@ -287,6 +287,54 @@ bool isControllerUnreachable(const QByteArray &stderrData)
         || stderrData.contains("Socket timed out on send/recv operation");
 }
 
+QString unavailableReason(const QByteArray &stderrData)
+{
+    // Slurm's own texts (slurm_errno.c and the munge plugin, 22.05) for conditions that pass.
+    static constexpr const char *authentication[] = {"Munge encode failed",
+                                                     "Munge decode failed",
+                                                     "Protocol authentication error",
+                                                     "has authentication error",
+                                                     "Invalid authentication credential",
+                                                     "Failed to connect to authentication agent"};
+    static constexpr const char *controller[] = {"Unable to contact slurm controller",
+                                                 "Slurm controller not responding",
+                                                 "Socket timed out on send/recv operation",
+                                                 "Zero Bytes were transmitted or received",
+                                                 "Communication connection failure",
+                                                 "Communication shutdown failure",
+                                                 "Message send failure",
+                                                 "Message receive failure",
+                                                 "Transport endpoint is not connected",
+                                                 "Connection refused",
+                                                 "Connection timed out",
+                                                 "Slurm backup controller in standby mode",
+                                                 "Controller is in standby mode"};
+    static constexpr const char *busy[] = {"Resource temporarily unavailable", "temporarily unable",
+                                           "temporarily disabled", "try again", "queue full"};
+    const auto any = [](const QByteArray &text, const auto &needles) {
+        return std::any_of(std::begin(needles), std::end(needles),
+                           [&](const char *needle) { return text.contains(needle); });
+    };
+    const auto reason = [&](const QByteArray &text) -> QString {
+        if (any(text, authentication))
+            return QStringLiteral("Slurm authentication failed");
+        if (any(text, controller))
+            return QStringLiteral("Slurm controller unreachable");
+        if (any(text, busy))
+            return QStringLiteral("Slurm temporarily unavailable");
+        return {};
+    };
+    const QByteArray text = stderrData.trimmed();
+    // The last line is Slurm's verdict; earlier ones may be hiccups it retried past, and an
+    // explicit refusal there ("Batch job submission failed: Invalid account ...") wins.
+    const QByteArray verdict = text.mid(text.lastIndexOf('\n') + 1);
+    if (const QString said = reason(verdict); !said.isEmpty())
+        return said;
+    if (verdict.contains("submission failed"))
+        return {};
+    return reason(text);
+}
+
 } // namespace slurm
 
 SlurmClient::SlurmClient(const SlurmConfig &config, ProcessRunner *runner)
@@ -310,10 +358,13 @@ SlurmOutcome SlurmClient::outcomeOf(const QString &program, const QStringList &a
     if (result.timedOut) {
         // What the command said before it hung tells munge trouble from a stopped controller.
         const QString said = trimmedText(result.stderrData).split(u'\n').last().trimmed();
+        QString headline = slurm::unavailableReason(result.stderrData);
+        if (headline.isEmpty())
+            headline = QStringLiteral("Slurm controller unreachable");
         return {
             SlurmFailure::Unreachable,
-            QStringLiteral("Slurm controller unreachable (%1 did not answer within %2 s%3)")
-                .arg(program)
+            QStringLiteral("%1 (%2 did not answer within %3 s%4)")
+                .arg(headline, program)
                 .arg(m_config.commandTimeout)
                 .arg(said.isEmpty() ? QString() : QStringLiteral("; it said: ") + said.left(300))};
     }
@@ -324,10 +375,17 @@ SlurmOutcome SlurmClient::outcomeOf(const QString &program, const QStringList &a
         text = trimmedText(result.stdoutData);
     if (text.isEmpty())
         text = result.crashed ? result.errorString : QStringLiteral("no message");
-    if (slurm::isControllerUnreachable(result.stderrData))
+    if (const QString headline = slurm::unavailableReason(result.stderrData); !headline.isEmpty()) {
+        // One line for the status and the log; Slurm's lines mostly name the command already.
+        QStringList lines = text.split(u'\n', Qt::SkipEmptyParts);
+        for (QString &line : lines)
+            line = line.trimmed();
+        QString words = lines.join(QStringLiteral("; "));
+        if (!words.startsWith(program + u':'))
+            words = program + QStringLiteral(": ") + words;
         return {SlurmFailure::Unreachable,
-                QStringLiteral("Slurm controller unreachable (%1: %2)")
-                    .arg(describeCommand(program, args), text.left(500))};
+                QStringLiteral("%1 (%2)").arg(headline, words.left(600))};
+    }
     const SlurmFailure kind = slurm::isPermissionDenied(result.stderrData)
         ? SlurmFailure::PermissionDenied
         : SlurmFailure::Refused;

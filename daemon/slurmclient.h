@@ -94,13 +94,17 @@ bool isInvalidJobId(const QByteArray &stderrData);
 bool isPermissionDenied(const QByteArray &stderrData);
 // The client gave up reaching slurmctld ("Unable to contact slurm controller", ...): HTTP 503.
 bool isControllerUnreachable(const QByteArray &stderrData);
+// Slurm could not be asked, for a reason that passes (controller down, busy or in standby, munge
+// down, a network hiccup): a headline such as "Slurm controller unreachable". Empty when Slurm
+// answered and refused (invalid partition, account, QOS, limits), which a retry will not change.
+QString unavailableReason(const QByteArray &stderrData);
 
 } // namespace slurm
 
 // What went wrong with one Slurm command, so callers can answer 502 vs 503.
 enum class SlurmFailure {
     None,
-    Unreachable, // timed out (controller down / MessageTimeout): HTTP 503
+    Unreachable, // Slurm unavailable for now (timed out, controller down, munge): HTTP 503
     NotFound, // the program could not be started (not on PATH): HTTP 502
     Refused, // non-zero exit (invalid partition, ...): HTTP 502, message = Slurm's stderr
     PermissionDenied, // "Access/permission denied" (e.g. raising TimeLimit as a user)

@@ -42,6 +42,10 @@ Result<std::optional<SavedState>> StateStore::load() const
     state.jobName = o.value(QStringLiteral("job_name")).toString();
     state.submitToken = o.value(QStringLiteral("submit_token")).toString();
     state.otherJobId = o.value(QStringLiteral("other_job_id")).toString();
+    state.otherSubmitToken = o.value(QStringLiteral("other_submit_token")).toString();
+    // Files of older versions have no awake_until: no promise.
+    if (const QString awake = o.value(QStringLiteral("awake_until")).toString(); !awake.isEmpty())
+        state.awakeUntil = QDateTime::fromString(awake, Qt::ISODateWithMs).toUTC();
     return std::optional<SavedState>(state);
 }
 
@@ -63,6 +67,11 @@ VoidResult StateStore::save(const SavedState &state) const
         o.insert(QStringLiteral("submit_token"), state.submitToken);
     if (!state.otherJobId.isEmpty())
         o.insert(QStringLiteral("other_job_id"), state.otherJobId);
+    if (!state.otherSubmitToken.isEmpty())
+        o.insert(QStringLiteral("other_submit_token"), state.otherSubmitToken);
+    if (state.awakeUntil.isValid())
+        o.insert(QStringLiteral("awake_until"),
+                 state.awakeUntil.toUTC().toString(Qt::ISODateWithMs));
     QSaveFile file(m_path);
     if (!file.open(QIODevice::WriteOnly))
         return makeError(

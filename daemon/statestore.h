@@ -27,6 +27,12 @@ struct SavedState
     // Walltime hand-over: the other live job (the successor while it boots, or the old job while
     // it drains), so a restart cancels it instead of orphaning it.
     QString otherJobId;
+    // The successor's submit token while its sbatch runs (no job id yet): a restart then cancels
+    // the job of that name carrying it instead of orphaning it.
+    QString otherSubmitToken;
+    // A wake's keep-awake promise (wall clock, UTC; invalid: none), so a restarted daemon that
+    // adopts the job keeps it.
+    QDateTime awakeUntil;
 
     bool operator==(const SavedState &) const = default;
 };

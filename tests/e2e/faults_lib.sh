@@ -13,6 +13,19 @@ skip() {
 }
 need_faultctl() { have_faultctl || skip "needs root-side help: run it through tests/e2e/faultctl (as root)"; }
 
+# fault_suite [faultctl]: how every fault suite starts: the daemon and the stand-in staged,
+# faultctl at hand when the suite names it, and the suite's scratch directory as the working
+# directory (where req/chat leave NAME.head and NAME.body and the daemon its daemon.log).
+fault_suite() {
+    require_bins slullama-daemon standin-ollama
+    case ${1-} in
+    '') ;;
+    faultctl) need_faultctl ;;
+    *) fail "fault_suite: unknown option '$1'" ;;
+    esac
+    cd "$E2E_SCRATCH" || fail "no scratch directory $E2E_SCRATCH"
+}
+
 # fault VERB [ARGS...]: asks faultctl to do VERB (see its handle()); prints what it printed;
 # returns its status.
 fault() {
@@ -58,6 +71,16 @@ error_of() { jq -r '.error // empty' "$1.body" 2>/dev/null || true; }
 expect_ok() {
     [[ $2 == 200 ]] || fail "$1: HTTP $2: $(head -c 500 "$1.body" 2>/dev/null); log: $(tail -n 20 "$E2E_SCRATCH/daemon.log")"
     [[ $(jq -r .done "$1.body" 2>/dev/null) == true ]] || fail "$1: incomplete answer: $(head -c 500 "$1.body")"
+}
+
+# expect_fresh_job NAME OLD_JOB [WHAT]: request NAME gets a complete answer from a job other than
+# OLD_JOB; sets FRESH_JOB to that job's id.
+expect_fresh_job() {
+    local code
+    code=$(chat "$1")
+    expect_ok "$1" "$code"
+    FRESH_JOB=$(status_field .job.id)
+    assert_ne "$2" "$FRESH_JOB" "${3:-a fresh job}"
 }
 
 # job_pids JOBID: the processes Slurm counts as the job's on this node.

@@ -9,9 +9,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/faults_lib.sh"
-require_bins slullama-daemon standin-ollama
-need_faultctl
-cd "$E2E_SCRATCH"
+fault_suite faultctl
 on_exit fault munge-start
 
 DAEMON_TOKEN=env-secret-$RANDOM$RANDOM
@@ -33,7 +31,11 @@ expect_refusal() {
 write_daemon_config "$E2E_SCRATCH/munge" 'slurm.command_timeout=5'
 start_daemon "$DAEMON_CONFIG"
 fault munge-stop
-expect_refusal munge 502 'Munge encode failed'
+# Slurm unavailable for now, not refusing the job: 503 with Retry-After, in Slurm's words.
+expect_refusal munge 503 'Munge encode failed'
+assert_contains "$(error_of munge)" 'Slurm authentication failed' 'munge: error body'
+assert_match "$(header_value munge.head Retry-After)" '^[0-9]+$' 'munge: Retry-After'
+assert_contains "$(status_field .last_error)" 'Munge encode failed' 'munge: status error'
 assert_eq sleeping "$(status_field .phase)" 'phase after the failed boot'
 fault munge-start
 code=$(chat munge-back)

@@ -11,9 +11,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/faults_lib.sh"
-require_bins slullama-daemon standin-ollama
-need_faultctl
-cd "$E2E_SCRATCH"
+fault_suite faultctl
 
 DAEMON_TOKEN=port-secret-$RANDOM$RANDOM
 # The stranger: a model server of someone else on the port our configuration names.

@@ -11,8 +11,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/faults_lib.sh"
-require_bins slullama-daemon standin-ollama
-cd "$E2E_SCRATCH"
+fault_suite
 
 DAEMON_TOKEN=restart-secret-$RANDOM$RANDOM
 write_daemon_config "$E2E_SCRATCH/cfg" 'slurm.idle_timeout=5'

@@ -10,8 +10,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/faults_lib.sh"
-require_bins slullama-daemon standin-ollama
-cd "$E2E_SCRATCH"
+fault_suite
 
 DAEMON_TOKEN=server-secret-$RANDOM$RANDOM
 write_daemon_config "$E2E_SCRATCH/cfg" 'slurm.idle_timeout=5'
@@ -36,10 +35,8 @@ wait_until 20 _job1_noticed || fail "the daemon still serves job $job1: $(daemon
 log "crash noticed after $(($(now_ms) - t0)) ms: last_end_reason=$(status_field .last_end_reason)"
 assert_match "$(status_field .last_end_reason)" '(job failed|job script ended|stopped answering)' 'last_end_reason'
 wait_job_gone "$job1" 30
-code=$(chat after-crash)
-expect_ok after-crash "$code"
-job2=$(status_field .job.id)
-assert_ne "$job1" "$job2" 'a fresh job after the crash'
+expect_fresh_job after-crash "$job1" 'a fresh job after the crash'
+job2=$FRESH_JOB
 at_most_one_live_job
 
 # --- hang -----------------------------------------------------------------------------------------
@@ -64,10 +61,7 @@ if [[ $code != 200 ]]; then
 fi
 status=$(daemon_status)
 assert_contains "$(jq -r .last_end_reason <<<"$status")" 'stopped answering' 'status.last_end_reason'
-code=$(chat after-hang)
-expect_ok after-hang "$code"
-job3=$(status_field .job.id)
-assert_ne "$job2" "$job3" 'a fresh job after the hang'
+expect_fresh_job after-hang "$job2" 'a fresh job after the hang'
 at_most_one_live_job
 stop_daemon
 assert_no_live_jobs

@@ -8,9 +8,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/faults_lib.sh"
-require_bins slullama-daemon standin-ollama
-need_faultctl
-cd "$E2E_SCRATCH"
+fault_suite faultctl
 on_exit fault ctld-start
 
 DAEMON_TOKEN=ctld-secret-$RANDOM$RANDOM
@@ -63,9 +61,6 @@ wait_job_gone "$job1" 30
 log "after slurmctld came back: job $job1 cancelled, $(grep -c "scancel $job1 failed" daemon.log) failed attempts before"
 assert_eq '' "$(live_named_jobs)" 'no job left behind'
 
-code=$(chat again)
-expect_ok again "$code"
-job2=$(status_field .job.id)
-assert_ne "$job1" "$job2" 'a fresh job'
+expect_fresh_job again "$job1"
 stop_daemon
 assert_no_live_jobs

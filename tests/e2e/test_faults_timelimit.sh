@@ -8,8 +8,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/faults_lib.sh"
-require_bins slullama-daemon standin-ollama
-cd "$E2E_SCRATCH"
+fault_suite
 
 DAEMON_TOKEN=limit-secret-$RANDOM$RANDOM
 # The walltime hand-over (e2e.team_handover) is off here: this suite is about what a user sees
@@ -46,10 +45,7 @@ _limit_seen() { [[ $(status_field .last_end_reason) == *'time limit reached'* ]]
 wait_until 20 _limit_seen || fail "status does not say why: $(daemon_status)"
 assert_contains "$(cat daemon.log)" 'time limit reached' 'daemon log'
 
-code=$(chat after)
-expect_ok after "$code"
-job2=$(status_field .job.id)
-assert_ne "$job1" "$job2" 'a fresh job'
+expect_fresh_job after "$job1"
 at_most_one_live_job
 stop_daemon
 assert_no_live_jobs

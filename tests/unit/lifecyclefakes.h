@@ -119,7 +119,7 @@ public:
             // Answering can add calls: iterate by index over a growing vector.
             for (size_t i = 0; i < calls.size(); ++i) {
                 auto call = calls[i];
-                if (call->answered)
+                if (call->answered || isHeld(call->line()))
                     continue;
                 auto response = responseFor(call->line(), true);
                 if (!response)
@@ -171,8 +171,20 @@ public:
     }
 
     std::vector<std::shared_ptr<Call>> calls;
+    // Commands starting with one of these stay pending through flush() (answer() still works):
+    // a command that hangs while everything else goes on.
+    QStringList held;
 
 private:
+    bool isHeld(const QString &line) const
+    {
+        for (const QString &prefix : held) {
+            if (line.startsWith(prefix))
+                return true;
+        }
+        return false;
+    }
+
     static void deliver(const std::shared_ptr<Call> &call, const ProcessResult &result)
     {
         call->answered = true;

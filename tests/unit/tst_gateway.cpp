@@ -38,6 +38,12 @@ public:
             return ticket;
         }
         AcquireResult r;
+        if (failStatus > 0) {
+            r.httpStatus = failStatus;
+            r.message = failMessage;
+            done(r);
+            return ticket;
+        }
         r.ok = true;
         r.upstream = upstream;
         r.waitedSeconds = waitedSeconds;
@@ -61,6 +67,8 @@ public:
     Upstream upstream;
     double waitedSeconds = 0;
     bool hold = false;
+    int failStatus = 0; // > 0: every acquire fails with it
+    QString failMessage;
     std::map<Ticket, Callback> held;
     int acquires = 0;
     int releases = 0;
@@ -164,6 +172,8 @@ private slots:
     void metadataCache();
     void respondAsync();
     void coldStartHeader();
+    void unavailableCarriesRetryAfter_data();
+    void unavailableCarriesRetryAfter();
 
 private:
     void startServer(const QString &token = QString::fromLatin1(kToken));
@@ -460,6 +470,48 @@ void TestGateway::coldStartHeader()
     m_backend->waitedSeconds = 0;
     r = exchange(request("GET", "/api/version", kToken));
     QCOMPARE(r.header("x-slullama-cold-start"), QByteArray());
+}
+
+void TestGateway::unavailableCarriesRetryAfter_data()
+{
+    QTest::addColumn<int>("status");
+    QTest::addColumn<QString>("message");
+    QTest::addColumn<QByteArray>("retryAfter");
+    // Slurm refusing the job does not pass: no Retry-After.
+    QTest::addRow("refused") << 502
+                             << QStringLiteral("sbatch --parsable /j.sh failed (exit 1): sbatch: "
+                                               "error: Batch job submission failed: Invalid "
+                                               "partition name specified")
+                             << QByteArray();
+    QTest::addRow("munge") << 503
+                           << QStringLiteral("Slurm authentication failed (sbatch: error: Munge "
+                                             "encode failed: ... (Did you start munged?))")
+                           << QByteArray("30");
+    QTest::addRow("controller") << 503
+                                << QStringLiteral("Slurm controller unreachable (sbatch: error: "
+                                                  "Batch job submission failed: Unable to contact "
+                                                  "slurm controller (connect failure))")
+                                << QByteArray("30");
+    QTest::addRow("shutting down")
+        << 503 << QStringLiteral("slullama is shutting down") << QByteArray("30");
+    QTest::addRow("boot timeout") << 504 << QStringLiteral("not ready within boot_timeout")
+                                  << QByteArray();
+}
+
+void TestGateway::unavailableCarriesRetryAfter()
+{
+    QFETCH(int, status);
+    QFETCH(QString, message);
+    QFETCH(QByteArray, retryAfter);
+    startServer();
+    m_backend->phase = Phase::Sleeping;
+    m_backend->failStatus = status;
+    m_backend->failMessage = message;
+    const Response r = exchange(request("POST", "/api/chat", kToken));
+    QCOMPARE(r.status, status);
+    QCOMPARE(r.header("retry-after"), retryAfter);
+    QCOMPARE(r.json().value(QStringLiteral("error")).toString(), message);
+    QCOMPARE(m_backend->acquires, 1);
 }
 
 QTEST_GUILESS_MAIN(TestGateway)

@@ -135,6 +135,8 @@ private slots:
     void oldJobEndsWhileSuccessorBoots();
     void sameNodeFixedPortFails();
     void restartCancelsTheOtherJob();
+    void oldJobRetiresWhenItsOwnRequestsEnd();
+    void successorSubmissionIsInTheStateFile();
     void statusJsonRoundTrip();
 };
 
@@ -319,6 +321,106 @@ void TestHandover::restartCancelsTheOtherJob()
     QCOMPARE(lc.status().job.id, QStringLiteral("2"));
     QCOMPARE(lc.phase(), Phase::Ready);
     QVERIFY(rig.saved()->otherJobId.isEmpty());
+}
+
+void TestHandover::oldJobRetiresWhenItsOwnRequestsEnd()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome old;
+    lc.acquire(old.callback()); // two long streams on job 1
+    lc.acquire(old.callback());
+    rig.run(2000);
+    QCOMPARE(old.results.size(), size_t(2));
+    const quint64 oldGeneration = old.results.front().upstream.generation;
+    QCOMPARE(old.results.back().upstream.generation, oldGeneration);
+    rig.successorIsJob2();
+    rig.run(305000, 1000);
+    QCOMPARE(lc.status().handover.stage, QStringLiteral("draining"));
+
+    Outcome fresh;
+    lc.acquire(fresh.callback()); // two streams on the successor
+    lc.acquire(fresh.callback());
+    QCOMPARE(fresh.results.size(), size_t(2));
+    const quint64 newGeneration = fresh.results.front().upstream.generation;
+    QVERIFY(newGeneration > oldGeneration);
+
+    lc.release(newGeneration); // a successor's stream ends: job 1 still streams
+    rig.run(1000);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 1")), 0);
+    lc.release(oldGeneration); // one of job 1's two streams ends
+    rig.run(1000);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 1")), 0);
+    QVERIFY(rig.tunnel->isOpen());
+
+    // Job 1's last stream ends while the successor still streams: job 1 goes now, not at its
+    // limit.
+    lc.release(oldGeneration);
+    rig.run(1000);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 1")), 1);
+    QVERIFY(!rig.tunnel->isOpen());
+    // The successor's stream is untouched.
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 2")), 0);
+    QVERIFY(rig.successorTunnel->isOpen());
+    QCOMPARE(rig.successorTunnel->closes, 0);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    Status s = lc.status();
+    QVERIFY(!s.handover.active());
+    QCOMPARE(s.job.id, QStringLiteral("2"));
+    QCOMPARE(s.activeRequests, 1);
+    QVERIFY(rig.saved()->otherJobId.isEmpty());
+
+    lc.release(newGeneration);
+    rig.run(1000);
+    QCOMPARE(lc.status().activeRequests, 0);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel")), 1);
+}
+
+void TestHandover::successorSubmissionIsInTheStateFile()
+{
+    Rig rig;
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.run(2000);
+    const auto firstSaved = rig.saved();
+    QVERIFY(firstSaved.has_value());
+    QVERIFY(firstSaved->otherSubmitToken.isEmpty());
+    // The successor's sbatch hangs; the daemon is killed meanwhile.
+    rig.runner.held << QStringLiteral("sbatch");
+    rig.run(305000, 1000);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 2);
+    QCOMPARE(rig.runner.pending(QStringLiteral("sbatch")), 1);
+    const auto saved = rig.saved();
+    QVERIFY(saved.has_value());
+    QCOMPARE(saved->jobId, QStringLiteral("1"));
+    QVERIFY(!saved->otherSubmitToken.isEmpty());
+    QVERIFY(saved->otherJobId.isEmpty());
+    QVERIFY(saved->otherSubmitToken != firstSaved->submitToken);
+    // The job carries the token the state file names.
+    const QString sbatch = rig.runner.lines().filter(QStringLiteral("sbatch")).last();
+    QVERIFY2(sbatch.contains(QStringLiteral("slullama_submit=") + saved->otherSubmitToken),
+             qPrintable(sbatch));
+
+    // The restarted daemon: Slurm has the successor (2), a job of our name that replaced its
+    // token with its port (4), and one carrying another submission's token (3).
+    rig.runner.held.clear();
+    const QByteArray listed = "1|RUNNING|slullama_port=41234\n"
+                              "2|PENDING|slullama_handover=1,slullama_submit="
+        + saved->otherSubmitToken.toUtf8()
+        + "\n3|PENDING|slullama_submit=0ther\n4|RUNNING|slullama_port=40000\n";
+    rig.runner.respond(QStringLiteral("squeue"), exitWith(0, listed));
+    Lifecycle &restarted = rig.make();
+    restarted.start();
+    rig.run(3000);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 2")), 1);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 4")), 1);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 3")), 0);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 1")), 0);
+    QCOMPARE(restarted.phase(), Phase::Ready);
+    QCOMPARE(restarted.status().job.id, QStringLiteral("1"));
+    QVERIFY(rig.saved()->otherSubmitToken.isEmpty());
 }
 
 void TestHandover::statusJsonRoundTrip()

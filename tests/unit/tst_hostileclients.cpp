@@ -4,21 +4,14 @@
 // Limits are set small here; the assertions are on behaviour, time bounds are only generous
 // QTRY timeouts.
 
-#include "backend.h"
-#include "httpparser.h"
-#include "proxyserver.h"
+#include "proxyfixture.h"
 
-#include <QPointer>
-#include <QTcpServer>
-#include <QTcpSocket>
-#include <QTest>
 #include <QTimer>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,136 +20,12 @@
 #include <vector>
 
 using namespace slullama;
+using namespace slullama::test;
 
 namespace {
 
 constexpr int kTimeout = 30000; // generous: sanitizer builds on a loaded machine
 const QByteArray kToken = "h0stile-T0KEN-4f9a2c";
-
-class FakeBackend final : public Backend
-{
-public:
-    Ticket acquire(Callback done) override
-    {
-        ++acquires;
-        const Ticket ticket = ++m_next;
-        if (hold) {
-            held.emplace_back(ticket, std::move(done));
-            return ticket;
-        }
-        done(AcquireResult {true, upstream, 0, {}, 0});
-        return ticket;
-    }
-    void cancel(Ticket ticket) override
-    {
-        ++cancels;
-        std::erase_if(held, [ticket](const auto &entry) { return entry.first == ticket; });
-    }
-    void release() override { ++releases; }
-    void reportUpstreamFailure(quint64, const QString &) override { }
-    void wake() override { ++wakes; }
-    Status status() const override
-    {
-        Status s;
-        s.version = QStringLiteral("test");
-        s.phase = Phase::Ready;
-        return s;
-    }
-    void answerAll()
-    {
-        auto pending = std::move(held);
-        held.clear();
-        for (auto &[ticket, callback] : pending)
-            callback(AcquireResult {true, upstream, 0, {}, 0});
-    }
-
-    Upstream upstream;
-    bool hold = false;
-    std::vector<std::pair<Ticket, Callback>> held;
-    int acquires = 0;
-    int cancels = 0;
-    int releases = 0;
-    int wakes = 0;
-
-private:
-    Ticket m_next = 0;
-};
-
-struct Peer
-{
-    QPointer<QTcpSocket> socket;
-    QByteArray received;
-    bool disconnected = false;
-};
-
-// The model server: answers every request head with a small JSON body, or (streamForever)
-// with a chunked stream that it keeps feeding as fast as the proxy takes it.
-class FakeUpstream final : public QObject
-{
-public:
-    FakeUpstream()
-    {
-        QVERIFY(m_server.listen(QHostAddress::LocalHost));
-        connect(&m_server, &QTcpServer::newConnection, this, [this] {
-            while (QTcpSocket *s = m_server.nextPendingConnection()) {
-                auto peer = std::make_shared<Peer>();
-                peer->socket = s;
-                peers.push_back(peer);
-                connect(s, &QTcpSocket::readyRead, this, [this, peer] {
-                    peer->received += peer->socket->readAll();
-                    answer(peer);
-                });
-                connect(s, &QTcpSocket::disconnected, this, [peer] { peer->disconnected = true; });
-                connect(s, &QTcpSocket::bytesWritten, this, [this, peer](qint64 n) {
-                    pushed += n;
-                    feed(peer);
-                });
-            }
-        });
-    }
-    Upstream upstream() const
-    {
-        return Upstream {QStringLiteral("127.0.0.1"), m_server.serverPort(), 3, {}};
-    }
-
-    void answer(const std::shared_ptr<Peer> &peer)
-    {
-        if (silent)
-            return;
-        const int heads = int(peer->received.count("\r\n\r\n"));
-        int answered = peer->socket->property("answered").toInt();
-        for (; answered < heads; ++answered) {
-            if (streamForever) {
-                peer->socket->write("HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
-                                    "Transfer-Encoding: chunked\r\n\r\n");
-                peer->socket->setProperty("streaming", true);
-                feed(peer);
-            } else {
-                peer->socket->write("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                    "Content-Length: 11\r\n\r\n{\"ok\":true}");
-            }
-        }
-        peer->socket->setProperty("answered", answered);
-    }
-    void feed(const std::shared_ptr<Peer> &peer)
-    {
-        if (!peer->socket || !peer->socket->property("streaming").toBool())
-            return;
-        static const QByteArray chunk
-            = http::encodeChunk(QByteArray(QByteArray(64 * 1024 - 1, 'x') + '\n'));
-        while (peer->socket->state() == QAbstractSocket::ConnectedState
-               && peer->socket->bytesToWrite() < 1024 * 1024)
-            peer->socket->write(chunk);
-    }
-
-    std::vector<std::shared_ptr<Peer>> peers;
-    bool silent = false; // waits for the whole request body (which never comes)
-    bool streamForever = false;
-    qint64 pushed = 0; // bytes the kernel took from us: what the proxy could have read
-
-private:
-    QTcpServer m_server;
-};
 
 // A plain socket the test drives by hand: it reads only when told to.
 class RawClient
@@ -231,22 +100,9 @@ QByteArray get(const QByteArray &path, const QByteArray &authorization = "Bearer
     return out + "\r\n";
 }
 
-rlim_t raiseFileLimit()
-{
-    rlimit limit {};
-    if (getrlimit(RLIMIT_NOFILE, &limit) != 0)
-        return 1024;
-    if (limit.rlim_cur < limit.rlim_max) {
-        limit.rlim_cur = limit.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &limit);
-        getrlimit(RLIMIT_NOFILE, &limit);
-    }
-    return limit.rlim_cur;
-}
-
 } // namespace
 
-class TestHostileClients final : public QObject
+class TestHostileClients final : public QObject, private ProxyFixture
 {
     Q_OBJECT
 
@@ -274,16 +130,9 @@ private slots:
 
 private:
     ProxySettings settings() const;
-    void startServer(const ProxySettings &s);
-    Peer *connectClient();
     // An ordinary client asks for /api/tags and gets the model server's answer.
     void ordinaryClientIsServed();
 
-    std::unique_ptr<FakeBackend> m_backend;
-    std::unique_ptr<FakeUpstream> m_upstream;
-    std::unique_ptr<ProxyServer> m_server;
-    std::vector<std::unique_ptr<QTcpSocket>> m_sockets;
-    std::vector<std::unique_ptr<Peer>> m_clients;
     rlim_t m_fileLimit = 1024;
 };
 
@@ -301,44 +150,18 @@ ProxySettings TestHostileClients::settings() const
     return s;
 }
 
-void TestHostileClients::startServer(const ProxySettings &s)
-{
-    m_server = std::make_unique<ProxyServer>(s, m_backend.get());
-    const auto result = m_server->listen();
-    QVERIFY2(result.hasValue(), qPrintable(result.error()));
-}
-
 void TestHostileClients::init()
 {
-    m_backend = std::make_unique<FakeBackend>();
-    m_upstream = std::make_unique<FakeUpstream>();
-    m_backend->upstream = m_upstream->upstream();
-    startServer(settings());
+    setUp(settings());
+    // Every request head gets a small JSON answer unless a test silences the model server.
+    m_upstream->autoAnswer = true;
+    m_upstream->autoResponse = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                               "Content-Length: 11\r\n\r\n{\"ok\":true}";
 }
 
 void TestHostileClients::cleanup()
 {
-    m_sockets.clear();
-    m_clients.clear();
-    m_server.reset();
-    m_upstream.reset();
-    m_backend.reset();
-}
-
-Peer *TestHostileClients::connectClient()
-{
-    auto peer = std::make_unique<Peer>();
-    auto socket = std::make_unique<QTcpSocket>();
-    Peer *p = peer.get();
-    QObject::connect(socket.get(), &QTcpSocket::readyRead, socket.get(),
-                     [p, s = socket.get()] { p->received += s->readAll(); });
-    QObject::connect(socket.get(), &QTcpSocket::disconnected, socket.get(),
-                     [p] { p->disconnected = true; });
-    socket->connectToHost(QHostAddress::LocalHost, m_server->serverPort());
-    peer->socket = socket.get();
-    m_sockets.push_back(std::move(socket));
-    m_clients.push_back(std::move(peer));
-    return p;
+    tearDown();
 }
 
 void TestHostileClients::ordinaryClientIsServed()
@@ -400,7 +223,7 @@ void TestHostileClients::bodyThatStops_data()
 void TestHostileClients::bodyThatStops()
 {
     QFETCH(QByteArray, request);
-    m_upstream->silent = true;
+    m_upstream->autoAnswer = false; // waits for the whole request body (which never comes)
     Peer *c = connectClient();
     c->socket->write(request); // and never the rest of the body
     // The request reaches the model server, then the stall timeout aborts both ends.
@@ -412,14 +235,14 @@ void TestHostileClients::bodyThatStops()
     QTRY_COMPARE_WITH_TIMEOUT(m_server->connectionCount(), 0, kTimeout);
     QCOMPARE(m_server->activeExchangeCount(), 0);
     QCOMPARE(m_backend->releases, m_backend->acquires);
-    m_upstream->silent = false;
+    m_upstream->autoAnswer = true;
     ordinaryClientIsServed();
 }
 
 void TestHostileClients::bodyThatNeverEnds()
 {
     // A chunked body that keeps coming: cut off at max_body_bytes (64 KiB here) with 413.
-    m_upstream->silent = true;
+    m_upstream->autoAnswer = false;
     Peer *c = connectClient();
     c->socket->write("POST /api/chat HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer " + kToken
                      + "\r\nTransfer-Encoding: chunked\r\n\r\n");

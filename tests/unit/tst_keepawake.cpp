@@ -5,7 +5,9 @@
 #include "lifecycle.h"
 #include "lifecyclefakes.h"
 #include "proxyserver.h"
+#include "statestore.h"
 
+#include <QDir>
 #include <QFile>
 #include <QJsonDocument>
 #include <QJsonObject>
@@ -75,6 +77,11 @@ struct Rig
             settle();
         }
     }
+
+    StateStore store() const
+    {
+        return StateStore(QDir(dir.path()).filePath(QStringLiteral("daemon-state.json")));
+    }
 };
 
 // Records what the wake route asked for.
@@ -111,6 +118,11 @@ private slots:
     void idleTeardownWaitsForAwakeUntil();
     void wakeForWhileReadyExtends();
     void shorterWakeForDoesNotShorten();
+    void wakeForIsInTheStateFile();
+    void adoptedJobKeepsTheAwakePromise_data();
+    void adoptedJobKeepsTheAwakePromise();
+    void extendCoversTheAwakePromise_data();
+    void extendCoversTheAwakePromise();
     void statusJsonRoundTrip();
     void wakeRoute_data();
     void wakeRoute();
@@ -170,6 +182,108 @@ void TestKeepAwake::shorterWakeForDoesNotShorten()
     QCOMPARE(lc.status().awakeUntil, until);
     rig.run(5 * 60 * 1000);
     QCOMPARE(lc.phase(), Phase::Ready);
+}
+
+void TestKeepAwake::wakeForIsInTheStateFile()
+{
+    Rig rig;
+    Lifecycle &lc = *rig.lc;
+    lc.wake();
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    auto saved = rig.store().load();
+    QVERIFY(saved && saved->has_value());
+    QVERIFY(!saved->value().awakeUntil.isValid());
+    const QDateTime wokeAt = rig.clock.currentDateTime();
+    lc.wakeFor(90);
+    saved = rig.store().load();
+    QVERIFY(saved && saved->has_value());
+    QCOMPARE(saved->value().jobId, QStringLiteral("1"));
+    QCOMPARE(saved->value().awakeUntil, wokeAt.addSecs(90 * 60));
+    // Later saves (phase changes, polls) keep the same promise.
+    rig.run(5000);
+    lc.wakeFor(1); // shorter: changes nothing
+    QCOMPARE(rig.store().load()->value().awakeUntil, wokeAt.addSecs(90 * 60));
+}
+
+void TestKeepAwake::adoptedJobKeepsTheAwakePromise_data()
+{
+    QTest::addColumn<int>("promisedMinutes"); // 0: a state file without awake_until
+    QTest::addColumn<int>("readyMinutes"); // how long the adopted job then stays up (about)
+    QTest::addRow("no promise") << 0 << 1;
+    QTest::addRow("promise") << 5 << 5;
+    QTest::addRow("promise already past") << -3 << 1;
+}
+
+void TestKeepAwake::adoptedJobKeepsTheAwakePromise()
+{
+    QFETCH(int, promisedMinutes);
+    QFETCH(int, readyMinutes);
+    Rig rig; // idle_timeout = 1 min
+    // What the previous daemon left after `wake --keep-awake`.
+    SavedState state;
+    state.jobId = QStringLiteral("1");
+    state.node = QStringLiteral("vm");
+    state.phase = QStringLiteral("ready");
+    state.since = rig.clock.currentDateTime().addSecs(-120);
+    if (promisedMinutes != 0)
+        state.awakeUntil = rig.clock.currentDateTime().addSecs(promisedMinutes * 60).toUTC();
+    QVERIFY(rig.store().save(state));
+
+    Lifecycle &lc = *rig.lc;
+    lc.start();
+    rig.run(3000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(rig.runner.count(QStringLiteral("sbatch")), 0);
+    QCOMPARE(lc.status().awakeUntil.isValid(), promisedMinutes > 0);
+    // The state file written for the adopted job keeps the promise.
+    QCOMPARE(rig.store().load()->value().awakeUntil.isValid(), promisedMinutes > 0);
+
+    rig.run(readyMinutes * 60 * 1000 - 10000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel")), 0);
+    rig.run(20000);
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+    QCOMPARE(rig.runner.count(QStringLiteral("scancel 1")), 1);
+}
+
+void TestKeepAwake::extendCoversTheAwakePromise_data()
+{
+    QTest::addColumn<double>("minutes"); // 0: a plain wake
+    QTest::addColumn<QString>("update"); // the scontrol update expected, empty: none
+
+    // The job: 10 min limit, 2 s run. Plain: 1 min idle + 5 min margin fit.
+    QTest::addRow("plain wake") << 0.0 << QString();
+    QTest::addRow("within the limit") << 4.0 << QString();
+    // 120 min + 5 min margin + 15 min headroom beyond the ~2 s run: 141 min.
+    QTest::addRow("beyond the limit")
+        << 120.0 << QStringLiteral("scontrol update JobId=1 TimeLimit=141");
+}
+
+void TestKeepAwake::extendCoversTheAwakePromise()
+{
+    QFETCH(double, minutes);
+    QFETCH(QString, update);
+    Rig rig;
+    rig.config.slurm.keepAlive = KeepAlive::Extend;
+    rig.runner.respond(QStringLiteral("scontrol update"), exitWith(0));
+    rig.lc = std::make_unique<Lifecycle>(
+        rig.config, &rig.runner, &rig.clock, std::make_unique<FakeNodeTunnel>(),
+        std::unique_ptr<HealthProbe>(rig.probe = new FakeHealthProbe));
+    Lifecycle &lc = *rig.lc;
+    lc.wake();
+    rig.run(2000);
+    QCOMPARE(lc.phase(), Phase::Ready);
+    const QString anyUpdate = QStringLiteral("scontrol update");
+    QCOMPARE(rig.runner.count(anyUpdate), 0);
+    if (minutes > 0)
+        lc.wakeFor(minutes);
+    // Asked at once, not at the next poll.
+    QCOMPARE(rig.runner.count(anyUpdate), update.isEmpty() ? 0 : 1);
+    if (!update.isEmpty())
+        QCOMPARE(rig.runner.lines().filter(anyUpdate).constFirst(), update);
+    rig.run(10000);
+    QCOMPARE(rig.runner.count(anyUpdate), update.isEmpty() ? 0 : 1);
 }
 
 void TestKeepAwake::statusJsonRoundTrip()

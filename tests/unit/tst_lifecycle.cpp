@@ -128,6 +128,7 @@ private slots:
     void pendingReasonThenRunning();
     void sbatchErrorFailsAllWaitersAtOnce();
     void sbatchTimeoutIs503();
+    void mungeDownIs503();
     void sbatchNotFoundNamesIt();
     void logDirNotWritable();
     void bootTimeoutIs504AndCancels();
@@ -347,6 +348,24 @@ void TestLifecycle::sbatchTimeoutIs503()
     QCOMPARE(out.results[0].httpStatus, 503);
     QCOMPARE(out.results[0].message,
              QStringLiteral("Slurm controller unreachable (sbatch did not answer within 20 s)"));
+    QCOMPARE(lc.phase(), Phase::Sleeping);
+}
+
+void TestLifecycle::mungeDownIs503()
+{
+    Rig rig;
+    rig.runner.respond(QStringLiteral("sbatch"),
+                       exitWith(1, {}, slurmData(QStringLiteral("sbatch-munge-stopped.err"))));
+    Lifecycle &lc = rig.make();
+    Outcome out;
+    lc.acquire(out.callback());
+    rig.settle();
+    QCOMPARE(out.results.size(), size_t(1));
+    QCOMPARE(out.results[0].httpStatus, 503);
+    QVERIFY2(out.results[0].message.startsWith(QStringLiteral("Slurm authentication failed (")),
+             qPrintable(out.results[0].message));
+    QVERIFY(out.results[0].message.contains(QStringLiteral("Munge encode failed")));
+    QCOMPARE(lc.status().lastError, out.results[0].message);
     QCOMPARE(lc.phase(), Phase::Sleeping);
 }
 

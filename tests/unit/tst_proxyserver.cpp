@@ -1,149 +1,17 @@
-#include "backend.h"
-#include "httpparser.h"
-#include "proxyserver.h"
+#include "proxyfixture.h"
 
 #include <QJsonDocument>
 #include <QJsonObject>
-#include <QPointer>
 #include <QSignalSpy>
-#include <QTcpServer>
-#include <QTcpSocket>
-#include <QTest>
 #include <QTimer>
 
-#include <sys/resource.h>
-
-#include <map>
-#include <memory>
-#include <vector>
-
 using namespace slullama;
+using namespace slullama::test;
 
 namespace {
 
 constexpr int kTimeout = 10000;
 const QByteArray kToken = "t0ken-for-tests";
-
-// Backend double: answers at once (ready), holds requests until the test answers them, or fails.
-class FakeBackend final : public Backend
-{
-public:
-    enum class Mode { Ready, Hold };
-
-    Ticket acquire(Callback done) override
-    {
-        ++acquires;
-        const Ticket ticket = ++m_next;
-        if (!upstreamQueue.empty()) {
-            Upstream up = upstreamQueue.front();
-            upstreamQueue.erase(upstreamQueue.begin());
-            AcquireResult result {true, up, 0, {}, 0};
-            done(result);
-            return ticket;
-        }
-        if (mode == Mode::Hold) {
-            held[ticket] = std::move(done);
-            return ticket;
-        }
-        if (failStatus) {
-            done(AcquireResult {false, {}, failStatus, failMessage, 0});
-            return ticket;
-        }
-        done(AcquireResult {true, upstream, 0, {}, 0});
-        return ticket;
-    }
-    void cancel(Ticket ticket) override
-    {
-        ++cancels;
-        held.erase(ticket);
-    }
-    void release() override { ++releases; }
-    void reportUpstreamFailure(quint64 generation, const QString &reason) override
-    {
-        failures.push_back({generation, reason});
-    }
-    void wake() override { ++wakes; }
-    Status status() const override
-    {
-        Status s;
-        s.version = QStringLiteral("test");
-        s.requestCount = acquires;
-        s.phase = Phase::Queued;
-        return s;
-    }
-
-    void answerAll(const AcquireResult &result)
-    {
-        auto pending = std::move(held);
-        held.clear();
-        for (auto &[ticket, callback] : pending)
-            callback(result);
-    }
-
-    Mode mode = Mode::Ready;
-    Upstream upstream;
-    std::vector<Upstream> upstreamQueue; // served first, one per acquire
-    int failStatus = 0;
-    QString failMessage;
-    std::map<Ticket, Callback> held;
-    int acquires = 0;
-    int cancels = 0;
-    int releases = 0;
-    int wakes = 0;
-    std::vector<std::pair<quint64, QString>> failures;
-
-private:
-    Ticket m_next = 0;
-};
-
-// A socket end with everything it received collected.
-struct Peer
-{
-    QPointer<QTcpSocket> socket;
-    QByteArray received;
-    bool disconnected = false;
-};
-
-// The model server stand-in: accepts connections and lets the test answer by hand.
-class FakeUpstream final : public QObject
-{
-public:
-    FakeUpstream()
-    {
-        QVERIFY(m_server.listen(QHostAddress::LocalHost));
-        connect(&m_server, &QTcpServer::newConnection, this, [this] {
-            while (QTcpSocket *s = m_server.nextPendingConnection()) {
-                auto peer = std::make_shared<Peer>();
-                peer->socket = s;
-                connect(s, &QTcpSocket::readyRead, this,
-                        [peer] { peer->received += peer->socket->readAll(); });
-                connect(s, &QTcpSocket::disconnected, this, [peer] { peer->disconnected = true; });
-                peers.push_back(peer);
-                if (autoAnswer)
-                    connect(s, &QTcpSocket::readyRead, this, [this, peer] { tryAutoAnswer(peer); });
-            }
-        });
-    }
-    quint16 port() const { return m_server.serverPort(); }
-    Upstream upstream() const { return Upstream {QStringLiteral("127.0.0.1"), port(), 7, {}}; }
-
-    // Answers every complete request head with `autoResponse` (bodies here hold no blank line).
-    void tryAutoAnswer(const std::shared_ptr<Peer> &peer)
-    {
-        const int heads = int(peer->received.count("\r\n\r\n"));
-        int answered = peer->socket->property("answers").toInt();
-        for (; answered < heads; ++answered)
-            peer->socket->write(autoResponse);
-        peer->socket->setProperty("answers", answered);
-    }
-
-    std::vector<std::shared_ptr<Peer>> peers;
-    bool autoAnswer = false;
-    QByteArray autoResponse;
-
-private:
-    QTcpServer m_server;
-};
 
 http::RequestHead parseHead(const QByteArray &data)
 {
@@ -153,7 +21,7 @@ http::RequestHead parseHead(const QByteArray &data)
 
 } // namespace
 
-class TestProxyServer final : public QObject
+class TestProxyServer final : public QObject, private ProxyFixture
 {
     Q_OBJECT
 
@@ -190,26 +58,14 @@ private slots:
     void manyConcurrentStreams();
 
 private:
-    Peer *connectClient();
     void send(Peer &client, const QByteArray &data) { client.socket->write(data); }
     ProxySettings settings() const;
-    void startServer(const ProxySettings &s);
-
-    std::unique_ptr<FakeBackend> m_backend;
-    std::unique_ptr<FakeUpstream> m_upstream;
-    std::unique_ptr<ProxyServer> m_server;
-    std::vector<std::unique_ptr<QTcpSocket>> m_sockets;
-    std::vector<std::unique_ptr<Peer>> m_clients;
 };
 
 void TestProxyServer::initTestCase()
 {
     // Hundreds of streams need four descriptors each in this one process.
-    rlimit limit {};
-    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-        limit.rlim_cur = limit.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &limit);
-    }
+    raiseFileLimit();
 }
 
 ProxySettings TestProxyServer::settings() const
@@ -223,44 +79,14 @@ ProxySettings TestProxyServer::settings() const
     return s;
 }
 
-void TestProxyServer::startServer(const ProxySettings &s)
-{
-    m_server = std::make_unique<ProxyServer>(s, m_backend.get());
-    const auto result = m_server->listen();
-    QVERIFY2(result.hasValue(), qPrintable(result.error()));
-}
-
 void TestProxyServer::init()
 {
-    m_backend = std::make_unique<FakeBackend>();
-    m_upstream = std::make_unique<FakeUpstream>();
-    m_backend->upstream = m_upstream->upstream();
-    startServer(settings());
+    setUp(settings());
 }
 
 void TestProxyServer::cleanup()
 {
-    m_sockets.clear();
-    m_clients.clear();
-    m_server.reset();
-    m_upstream.reset();
-    m_backend.reset();
-}
-
-Peer *TestProxyServer::connectClient()
-{
-    auto peer = std::make_unique<Peer>();
-    auto socket = std::make_unique<QTcpSocket>();
-    Peer *p = peer.get();
-    QObject::connect(socket.get(), &QTcpSocket::readyRead, socket.get(),
-                     [p, s = socket.get()] { p->received += s->readAll(); });
-    QObject::connect(socket.get(), &QTcpSocket::disconnected, socket.get(),
-                     [p] { p->disconnected = true; });
-    socket->connectToHost(QHostAddress::LocalHost, m_server->serverPort());
-    peer->socket = socket.get();
-    m_sockets.push_back(std::move(socket));
-    m_clients.push_back(std::move(peer));
-    return p;
+    tearDown();
 }
 
 static QByteArray get(const QByteArray &path, const QByteArray &extra = {})
@@ -598,7 +424,7 @@ void TestProxyServer::acquireFailure()
 
 void TestProxyServer::clientGoneWhileHeld()
 {
-    m_backend->mode = FakeBackend::Mode::Hold;
+    m_backend->hold = true;
     auto c = connectClient();
     send(*c, get("/api/tags"));
     QTRY_COMPARE_WITH_TIMEOUT(m_backend->held.size(), size_t(1), kTimeout);
@@ -611,7 +437,7 @@ void TestProxyServer::clientGoneWhileHeld()
 
 void TestProxyServer::heldThenServed()
 {
-    m_backend->mode = FakeBackend::Mode::Hold;
+    m_backend->hold = true;
     m_upstream->autoAnswer = true;
     m_upstream->autoResponse = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     auto c = connectClient();

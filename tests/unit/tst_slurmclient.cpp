@@ -43,6 +43,8 @@ private slots:
     void formatDuration();
     void secondsLeft();
     void stderrClassifiers();
+    void unavailableReason_data();
+    void unavailableReason();
     void parseSqueueJobs();
     void reportedPort_data();
     void reportedPort();
@@ -333,6 +335,91 @@ void TestSlurmClient::stderrClassifiers()
     QVERIFY(!slurm::isPermissionDenied(slurmData(QStringLiteral("scontrol-show-job-invalid.err"))));
 }
 
+void TestSlurmClient::unavailableReason_data()
+{
+    QTest::addColumn<QByteArray>("stderrData");
+    QTest::addColumn<QString>("reason"); // empty: Slurm refused, a retry will not help
+
+    const QString refused;
+    const QString controller = QStringLiteral("Slurm controller unreachable");
+    const QString authentication = QStringLiteral("Slurm authentication failed");
+    const QString busy = QStringLiteral("Slurm temporarily unavailable");
+
+    // Refusals: HTTP 502.
+    QTest::addRow("invalid partition")
+        << slurmData(QStringLiteral("sbatch-invalid-partition.err")) << refused;
+    QTest::addRow("invalid account")
+        << QByteArray("sbatch: error: Batch job submission failed: Invalid account or "
+                      "account/partition combination specified\n")
+        << refused;
+    QTest::addRow("qos limit") << QByteArray(
+        "sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job submission failed: "
+        "Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)\n")
+                               << refused;
+    QTest::addRow("time limit") << QByteArray(
+        "sbatch: error: Batch job submission failed: Requested time limit is "
+        "invalid (missing or exceeds some limit)\n")
+                                << refused;
+    QTest::addRow("permission denied")
+        << slurmData(QStringLiteral("scontrol-update-timelimit-denied.err")) << refused;
+    QTest::addRow("invalid job id")
+        << slurmData(QStringLiteral("scontrol-show-job-invalid.err")) << refused;
+    QTest::addRow("hiccup, then refused")
+        << QByteArray("sbatch: error: slurm_receive_msg: Socket timed out on send/recv "
+                      "operation\nsbatch: error: Batch job submission failed: Invalid partition "
+                      "name specified\n")
+        << refused;
+    QTest::addRow("empty") << QByteArray() << refused;
+
+    // Slurm unavailable for now: HTTP 503 with Retry-After.
+    QTest::addRow("controller down")
+        << QByteArray("sbatch: error: Batch job submission failed: Unable to contact slurm "
+                      "controller (connect failure)\n")
+        << controller;
+    QTest::addRow("controller down, scontrol")
+        << QByteArray("slurm_load_jobs error: Unable to contact slurm controller (connect "
+                      "failure)\n")
+        << controller;
+    QTest::addRow("socket timeout")
+        << QByteArray("slurm_load_jobs error: Socket timed out on send/recv operation\n")
+        << controller;
+    QTest::addRow("zero bytes") << QByteArray(
+        "squeue: error: slurm_receive_msg: Zero Bytes were transmitted or "
+        "received\nslurm_load_jobs error: Zero Bytes were transmitted or received\n")
+                                << controller;
+    QTest::addRow("connection failure")
+        << QByteArray("scancel: error: Kill job error on job id 5: Communication connection "
+                      "failure\n")
+        << controller;
+    QTest::addRow("transport endpoint")
+        << QByteArray("sbatch: error: Batch job submission failed: Transport endpoint is not "
+                      "connected\n")
+        << controller;
+    QTest::addRow("standby") << QByteArray(
+        "sbatch: error: Batch job submission failed: Slurm backup controller in "
+        "standby mode\n") << controller;
+    QTest::addRow("munge stopped")
+        << slurmData(QStringLiteral("sbatch-munge-stopped.err")) << authentication;
+    QTest::addRow("munge retrying")
+        << QByteArray("sbatch: error: Munge encode failed: Failed to access "
+                      "\"/run/munge/munge.socket.2\": No such file or directory (retrying ...)\n")
+        << authentication;
+    QTest::addRow("eagain") << QByteArray(
+        "sbatch: error: Slurm temporarily unable to accept job, sleeping and "
+        "retrying\nsbatch: error: Batch job submission failed: Resource temporarily "
+        "unavailable\n") << busy;
+    QTest::addRow("try again") << QByteArray(
+        "sbatch: error: Batch job submission failed: Unable to create job record, "
+        "try again\n") << busy;
+}
+
+void TestSlurmClient::unavailableReason()
+{
+    QFETCH(QByteArray, stderrData);
+    QFETCH(QString, reason);
+    QCOMPARE(slurm::unavailableReason(stderrData), reason);
+}
+
 void TestSlurmClient::submitArgumentsAndTimeout()
 {
     FakeProcessRunner runner;
@@ -371,6 +458,25 @@ void TestSlurmClient::submitOutcomes_data()
     QTest::addRow("bad partition")
         << exitWith(1, {}, slurmData(QStringLiteral("sbatch-invalid-partition.err")))
         << int(SlurmFailure::Refused) << "Invalid partition name specified"
+        << "";
+    QTest::addRow("qos limit") << exitWith(
+        1, {},
+        "sbatch: error: Batch job submission failed: Job violates accounting/QOS "
+        "policy (job submit limit, user's size and/or time limits)\n")
+                               << int(SlurmFailure::Refused)
+                               << "sbatch --parsable /x.sh failed (exit 1): sbatch: error: "
+                               << "";
+    // Slurm's words, on one line for the status page.
+    QTest::addRow("munge stopped")
+        << exitWith(1, {}, slurmData(QStringLiteral("sbatch-munge-stopped.err")))
+        << int(SlurmFailure::Unreachable)
+        << "Slurm authentication failed (sbatch: error: If munged is up, restart with "
+           "--num-threads=10; sbatch: error: Munge encode failed: Failed to access"
+        << "";
+    QTest::addRow("controller down")
+        << exitWith(1, {}, "slurm_load_jobs error: Socket timed out on send/recv operation\n")
+        << int(SlurmFailure::Unreachable)
+        << "Slurm controller unreachable (sbatch: slurm_load_jobs error: Socket timed out"
         << "";
     QTest::addRow("timeout") << timedOut() << int(SlurmFailure::Unreachable)
                              << "Slurm controller unreachable (sbatch did not answer within 20 s)"
@@ -462,6 +568,9 @@ void TestSlurmClient::controllerDownIsUnreachable()
              qPrintable(got[0].message));
     QVERIFY(got[0].message.contains(QStringLiteral("connect failure")));
     QCOMPARE(got[1].failure, SlurmFailure::Unreachable);
+    QVERIFY2(got[1].message.startsWith(
+                 QStringLiteral("Slurm authentication failed (sbatch did not answer within 20 s")),
+             qPrintable(got[1].message));
     QVERIFY2(got[1].message.contains(QStringLiteral("it said: sbatch: error: Munge encode failed")),
              qPrintable(got[1].message));
 }

@@ -15,6 +15,7 @@ private slots:
     void stateDirectoryFromSystemd();
     void missingFileIsNoState();
     void roundTrip();
+    void olderFileLoads();
     void overwriteAndClear();
     void corruptFileIsAnError();
     void unwritableDirectoryIsAnError();
@@ -75,6 +76,9 @@ void TestStateStore::roundTrip()
     state.daemonPid = 1234;
     state.jobName = QStringLiteral("slullama-x");
     state.submitToken = QStringLiteral("abc123");
+    state.otherJobId = QStringLiteral("4243");
+    state.otherSubmitToken = QStringLiteral("def456");
+    state.awakeUntil = QDateTime(QDate(2026, 3, 4), QTime(7, 36, 7, 500), Qt::UTC);
     const auto saved = store.save(state);
     QVERIFY2(saved, qPrintable(saved.error()));
     const auto loaded = store.load();
@@ -91,6 +95,41 @@ void TestStateStore::roundTrip()
     QVERIFY(raw.open(QIODevice::ReadOnly));
     const QByteArray json = raw.readAll();
     QVERIFY(json.contains("\"job_id\": \"4242\""));
+    QVERIFY(json.contains("\"awake_until\": \"2026-03-04T07:36:07.500Z\""));
+    QVERIFY(json.contains("\"other_submit_token\": \"def456\""));
+
+    // A local time is the same instant in the file.
+    state.awakeUntil = state.awakeUntil.toOffsetFromUtc(3600);
+    QVERIFY(store.save(state));
+    QCOMPARE(store.load()->value().awakeUntil,
+             QDateTime(QDate(2026, 3, 4), QTime(7, 36, 7, 500), Qt::UTC));
+}
+
+// A state file of a version without keep-awake and successor tokens.
+void TestStateStore::olderFileLoads()
+{
+    QTemporaryDir dir;
+    const QString path = dir.filePath(QStringLiteral("state.json"));
+    QFile file(path);
+    QVERIFY(file.open(QIODevice::WriteOnly));
+    file.write(R"({"job_id": "77", "node": "gpu01", "since": "2026-01-02T03:04:05.000Z",
+                   "phase": "ready", "pid": 99, "other_job_id": "78"})");
+    file.close();
+    const auto loaded = StateStore(path).load();
+    QVERIFY2(loaded, qPrintable(loaded.error()));
+    QVERIFY(loaded->has_value());
+    const SavedState state = loaded->value();
+    QCOMPARE(state.jobId, QStringLiteral("77"));
+    QCOMPARE(state.otherJobId, QStringLiteral("78"));
+    QCOMPARE(state.phase, QStringLiteral("ready"));
+    QVERIFY(!state.awakeUntil.isValid());
+    QVERIFY(state.otherSubmitToken.isEmpty());
+    // Saved again, it stays without the keys.
+    QVERIFY(StateStore(path).save(state));
+    QVERIFY(file.open(QIODevice::ReadOnly));
+    const QByteArray json = file.readAll();
+    QVERIFY(!json.contains("awake_until"));
+    QVERIFY(!json.contains("other_submit_token"));
 }
 
 void TestStateStore::overwriteAndClear()
