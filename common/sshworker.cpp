@@ -941,6 +941,22 @@ void SshWorker::onChannelClose(ssh_session, ssh_channel, void *userdata)
     c->worker->markDirty(c);
 }
 
+void SshWorker::channelOpenFailed(Conn *c)
+{
+    const auto now = Clock::now();
+    const QString message = QStringLiteral("the head node could not connect to %1:%2: %3")
+                                .arg(m_settings.remoteHost)
+                                .arg(m_settings.remotePort)
+                                .arg(sshError());
+    qCWarning(lcTunnel).noquote() << message;
+    if (now - m_lastChannelError > std::chrono::seconds(10)) {
+        m_lastChannelError = now;
+        reportError(message + QStringLiteral(" (is slullama-daemon running there?)"));
+    }
+    c->openFailed = true;
+    kill(c, "channel open failed");
+}
+
 void SshWorker::kill(Conn *c, const char *why)
 {
     if (c->dead)
@@ -1026,19 +1042,7 @@ SshWorker::Step SshWorker::serve()
                 c->open = true;
                 markDirty(c);
             } else {
-                const auto now = Clock::now();
-                const QString message
-                    = QStringLiteral("the head node could not connect to %1:%2: %3")
-                          .arg(m_settings.remoteHost)
-                          .arg(m_settings.remotePort)
-                          .arg(sshError());
-                qCWarning(lcTunnel).noquote() << message;
-                if (now - m_lastChannelError > std::chrono::seconds(10)) {
-                    m_lastChannelError = now;
-                    reportError(message + QStringLiteral(" (is slullama-daemon running there?)"));
-                }
-                c->openFailed = true;
-                kill(c, "channel open failed");
+                channelOpenFailed(c);
             }
         }
 
@@ -1138,8 +1142,9 @@ void SshWorker::acceptConnections()
         } else if (rc == SSH_AGAIN) {
             m_opening.push_back(c);
         } else {
-            c->openFailed = true;
-            kill(c, "channel open failed");
+            // The refusal can arrive within this call already (libssh polls once before it
+            // returns SSH_AGAIN): the same report as a refusal found later.
+            channelOpenFailed(c);
         }
     }
     m_listenReady = true; // more may be waiting: come back after serving the others

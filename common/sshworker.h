@@ -96,6 +96,7 @@ private:
     void pumpRemoteToLocal(Conn *c);
     void updateRegistration(Conn *c);
     void markDirty(Conn *c);
+    void channelOpenFailed(Conn *c);
     void kill(Conn *c, const char *why);
     void reap();
     void closeAll();
