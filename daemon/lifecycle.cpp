@@ -416,22 +416,23 @@ void Lifecycle::onSubmitted(const SlurmOutcome &outcome, const QString &jobId)
 
 // One boot timeout for the boot in progress, however it was started (submit, adoption,
 // tunnel rebuild, recovery, a promoted successor).
+void Lifecycle::armTimer(Clock::TimerId &id, qint64 ms, std::function<void()> fn)
+{
+    m_clock->stopTimer(id);
+    id = m_clock->startTimer(ms, this, [&id, fn = std::move(fn)]() {
+        id = 0; // before fn(), which may arm it again
+        fn();
+    });
+}
+
 void Lifecycle::armBootTimer(qint64 ms)
 {
-    m_clock->stopTimer(m_bootTimer);
-    m_bootTimer = m_clock->startTimer(ms, this, [this]() {
-        m_bootTimer = 0;
-        onBootTimeout();
-    });
+    armTimer(m_bootTimer, ms, [this]() { onBootTimeout(); });
 }
 
 void Lifecycle::schedulePoll(qint64 ms)
 {
-    m_clock->stopTimer(m_pollTimer);
-    m_pollTimer = m_clock->startTimer(ms, this, [this]() {
-        m_pollTimer = 0;
-        pollJob();
-    });
+    armTimer(m_pollTimer, ms, [this]() { pollJob(); });
 }
 
 void Lifecycle::pollJob()
@@ -533,11 +534,7 @@ void Lifecycle::openTunnel()
         [this, serial](const QString &reason) { onTunnelExited(serial, reason); }, &error);
     if (port == 0) {
         // Report like an exit, but from the event loop so retries cannot recurse.
-        m_clock->stopTimer(m_retryTimer);
-        m_retryTimer = m_clock->startTimer(0, this, [this, serial, error]() {
-            m_retryTimer = 0;
-            onTunnelExited(serial, error);
-        });
+        armTimer(m_retryTimer, 0, [this, serial, error]() { onTunnelExited(serial, error); });
         return;
     }
     m_localPort = port;
@@ -591,9 +588,7 @@ void Lifecycle::onTunnelExited(quint64 tunnelSerial, const QString &reason)
     }
     qCWarning(lcNodeTunnel).noquote()
         << "tunnel attempt" << m_tunnelAttempts << "failed:" << reason;
-    m_clock->stopTimer(m_retryTimer);
-    m_retryTimer = m_clock->startTimer(kTunnelRetryBaseMs * m_tunnelAttempts, this, [this]() {
-        m_retryTimer = 0;
+    armTimer(m_retryTimer, kTunnelRetryBaseMs * m_tunnelAttempts, [this]() {
         if (m_phase == Phase::Starting)
             openTunnel();
     });
@@ -601,11 +596,7 @@ void Lifecycle::onTunnelExited(quint64 tunnelSerial, const QString &reason)
 
 void Lifecycle::scheduleHealth(qint64 ms)
 {
-    m_clock->stopTimer(m_healthTimer);
-    m_healthTimer = m_clock->startTimer(ms, this, [this]() {
-        m_healthTimer = 0;
-        checkHealth();
-    });
+    armTimer(m_healthTimer, ms, [this]() { checkHealth(); });
 }
 
 void Lifecycle::checkHealth()
@@ -842,10 +833,7 @@ void Lifecycle::rearmIdleTimer()
         return;
     const qint64 deadline = idleDeadlineMs();
     const qint64 wait = std::max<qint64>(0, deadline - m_clock->monotonicMs());
-    m_idleTimer = m_clock->startTimer(wait, this, [this]() {
-        m_idleTimer = 0;
-        onIdleTimer();
-    });
+    armTimer(m_idleTimer, wait, [this]() { onIdleTimer(); });
 }
 
 void Lifecycle::onIdleTimer()
@@ -905,9 +893,7 @@ void Lifecycle::sendCancel()
         }
         const qint64 backoff
             = std::min(kCancelRetryMaxMs, kCancelRetryBaseMs << std::min(m_cancelAttempts - 1, 10));
-        m_clock->stopTimer(m_retryTimer);
-        m_retryTimer = m_clock->startTimer(backoff, this, [this]() {
-            m_retryTimer = 0;
+        armTimer(m_retryTimer, backoff, [this]() {
             if (m_phase == Phase::Stopping)
                 sendCancel();
         });
@@ -1005,11 +991,7 @@ void Lifecycle::stopBootTimers()
 
 void Lifecycle::scheduleReadyHealth(qint64 ms)
 {
-    m_clock->stopTimer(m_readyHealthTimer);
-    m_readyHealthTimer = m_clock->startTimer(ms, this, [this]() {
-        m_readyHealthTimer = 0;
-        checkReadyHealth();
-    });
+    armTimer(m_readyHealthTimer, ms, [this]() { checkReadyHealth(); });
 }
 
 void Lifecycle::checkReadyHealth()
@@ -1115,9 +1097,7 @@ void Lifecycle::onRecoveryList(const SlurmOutcome &outcome, const QList<JobSumma
         }
         const qint64 backoff = std::min(kRecoverRetryMaxMs,
                                         kCancelRetryBaseMs << std::min(m_recoverAttempts - 1, 10));
-        m_clock->stopTimer(m_retryTimer);
-        m_retryTimer = m_clock->startTimer(backoff, this, [this]() {
-            m_retryTimer = 0;
+        armTimer(m_retryTimer, backoff, [this]() {
             if (m_recovering && m_phase == Phase::Submitting)
                 listForRecovery();
         });
@@ -1318,21 +1298,17 @@ void Lifecycle::maybeHandover()
     const qint64 leftMs = *limit * 1000 - (*run * 1000 + (now - m_jobInfoAtMs));
     // At most half the job's whole limit: with a lead longer than the limit every job would
     // start its successor at once, a chain of jobs for the price of one.
-    const qint64 leadMs = std::min(std::max(qint64(m_config.slurm.handoverLead * 1000),
-                                            m_lastBootSeconds > 0 ? qint64(m_lastBootSeconds * 1500)
-                                                                  : 0),
-                                   *limit * 1000 / 2);
+    const qint64 leadMs
+        = std::min(std::max(qint64(m_config.slurm.handoverLead * 1000),
+                            m_lastBootSeconds > 0 ? qint64(m_lastBootSeconds * 1500) : 0),
+                   *limit * 1000 / 2);
     if (leftMs > leadMs) {
         // Every request passes here: keep a timer that is already due at (about) that time.
         const qint64 dueMs = now + leftMs - leadMs;
         if (m_handoverTimer != 0 && std::abs(dueMs - m_handoverDueMs) < 1000)
             return;
-        m_clock->stopTimer(m_handoverTimer);
         m_handoverDueMs = dueMs;
-        m_handoverTimer = m_clock->startTimer(leftMs - leadMs, this, [this]() {
-            m_handoverTimer = 0;
-            maybeHandover();
-        });
+        armTimer(m_handoverTimer, leftMs - leadMs, [this]() { maybeHandover(); });
         return;
     }
     if (leftMs <= 0)
@@ -1400,9 +1376,7 @@ void Lifecycle::onHandoverSubmitted(const SlurmOutcome &outcome, const QString &
 
 void Lifecycle::scheduleHandoverStep(qint64 ms)
 {
-    m_clock->stopTimer(m_handoverStepTimer);
-    m_handoverStepTimer = m_clock->startTimer(ms, this, [this]() {
-        m_handoverStepTimer = 0;
+    armTimer(m_handoverStepTimer, ms, [this]() {
         if (m_handover.stage != u"booting")
             return;
         const qint64 now = m_clock->monotonicMs();
@@ -1485,11 +1459,8 @@ void Lifecycle::openHandoverTunnel()
         },
         &error);
     if (port == 0) {
-        m_clock->stopTimer(m_handoverStepTimer);
-        m_handoverStepTimer = m_clock->startTimer(0, this, [this, serial, error]() {
-            m_handoverStepTimer = 0;
-            onHandoverTunnelExited(serial, error);
-        });
+        armTimer(m_handoverStepTimer, 0,
+                 [this, serial, error]() { onHandoverTunnelExited(serial, error); });
         return;
     }
     m_handover.localPort = port;
@@ -1514,13 +1485,10 @@ void Lifecycle::onHandoverTunnelExited(quint64 serial, const QString &reason)
                                 .arg(m_handover.node, reason));
     qCWarning(lcNodeTunnel).noquote()
         << "successor tunnel attempt" << m_handover.tunnelAttempts << "failed:" << reason;
-    m_clock->stopTimer(m_handoverStepTimer);
-    m_handoverStepTimer
-        = m_clock->startTimer(kTunnelRetryBaseMs * m_handover.tunnelAttempts, this, [this]() {
-              m_handoverStepTimer = 0;
-              if (m_handover.stage == u"booting" && m_handover.localPort == 0)
-                  openHandoverTunnel();
-          });
+    armTimer(m_handoverStepTimer, kTunnelRetryBaseMs * m_handover.tunnelAttempts, [this]() {
+        if (m_handover.stage == u"booting" && m_handover.localPort == 0)
+            openHandoverTunnel();
+    });
 }
 
 void Lifecycle::checkHandoverHealth()
@@ -1529,8 +1497,8 @@ void Lifecycle::checkHandoverHealth()
         return scheduleHandoverStep(kHealthIntervalMs);
     m_handover.healthInFlight = true;
     const quint64 serial = m_handover.tunnelSerial;
-    m_probe->check(tunnelProbeHost(*m_handover.tunnel), m_handover.localPort, kHealthTimeoutMs, this,
-                   [this, serial](bool healthy, const QString &detail) {
+    m_probe->check(tunnelProbeHost(*m_handover.tunnel), m_handover.localPort, kHealthTimeoutMs,
+                   this, [this, serial](bool healthy, const QString &detail) {
                        if (serial != m_handover.tunnelSerial || m_handover.stage != u"booting")
                            return;
                        m_handover.healthInFlight = false;
@@ -1592,10 +1560,7 @@ void Lifecycle::switchToSuccessor()
         run = slurm::parseDuration(oldInfo.runTime);
         limit && run) {
         const qint64 leftMs = *limit * 1000 - (*run * 1000 + (now - oldInfoAtMs));
-        m_retireTimer = m_clock->startTimer(std::max<qint64>(0, leftMs), this, [this]() {
-            m_retireTimer = 0;
-            retireOldJob();
-        });
+        armTimer(m_retireTimer, std::max<qint64>(0, leftMs), [this]() { retireOldJob(); });
     }
     saveState();
     schedulePoll(std::max(kReadyPollMinMs, pollIntervalMs()));
@@ -1625,11 +1590,8 @@ void Lifecycle::retireOldJob()
             return;
         if (!outcome.ok() && m_handover.cancelAttempts < kHandoverCancelAttempts) {
             qCWarning(lcSlurm).noquote() << "scancel" << oldJobId << "failed:" << outcome.message;
-            m_retireTimer = m_clock->startTimer(kCancelRetryBaseMs << m_handover.cancelAttempts,
-                                                this, [this]() {
-                                                    m_retireTimer = 0;
-                                                    retireOldJob();
-                                                });
+            armTimer(m_retireTimer, kCancelRetryBaseMs << m_handover.cancelAttempts,
+                     [this]() { retireOldJob(); });
             return;
         }
         if (!outcome.ok())

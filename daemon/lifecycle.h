@@ -112,6 +112,8 @@ private:
 
     void beginBoot();
     void onSubmitted(const SlurmOutcome &outcome, const QString &jobId);
+    // (Re)starts the timer whose id `id` (a member) holds; the id is 0 again when it fires.
+    void armTimer(Clock::TimerId &id, qint64 ms, std::function<void()> fn);
     void armBootTimer(qint64 ms);
     void schedulePoll(qint64 ms);
     void pollJob();

@@ -280,13 +280,6 @@ bool isPermissionDenied(const QByteArray &stderrData)
         || stderrData.contains("Permission denied");
 }
 
-bool isControllerUnreachable(const QByteArray &stderrData)
-{
-    return stderrData.contains("Unable to contact slurm controller")
-        || stderrData.contains("Slurm controller not responding")
-        || stderrData.contains("Socket timed out on send/recv operation");
-}
-
 QString unavailableReason(const QByteArray &stderrData)
 {
     // Slurm's own texts (slurm_errno.c and the munge plugin, 22.05) for conditions that pass.

@@ -92,8 +92,6 @@ QList<JobSummary> parseSqueueJobs(const QByteArray &stdoutData);
 std::optional<quint16> reportedPort(const QString &comment);
 bool isInvalidJobId(const QByteArray &stderrData);
 bool isPermissionDenied(const QByteArray &stderrData);
-// The client gave up reaching slurmctld ("Unable to contact slurm controller", ...): HTTP 503.
-bool isControllerUnreachable(const QByteArray &stderrData);
 // Slurm could not be asked, for a reason that passes (controller down, busy or in standby, munge
 // down, a network hiccup): a headline such as "Slurm controller unreachable". Empty when Slurm
 // answered and refused (invalid partition, account, QOS, limits), which a retry will not change.

@@ -13,6 +13,8 @@
 #include <QPointer>
 #include <QStringList>
 
+#include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -341,5 +343,31 @@ struct Outcome
         return [this](const AcquireResult &r) { results.push_back(r); };
     }
 };
+
+// Lets every scripted answer arrive and every zero-delay timer fire; `beforeRound` runs ahead of
+// each round (for a rig that keeps its scontrol answers current).
+inline void settleFakes(FakeProcessRunner &runner, FakeHealthProbe &probe, FakeClock &clock,
+                        const std::function<void()> &beforeRound = {})
+{
+    for (int i = 0; i < 1000; ++i) {
+        if (beforeRound)
+            beforeRound();
+        const int n = runner.flush() + probe.flush();
+        clock.advance(0);
+        if (n == 0)
+            break;
+    }
+}
+
+// Lets `ms` pass in steps of `step`, settling after each.
+inline void advanceSettling(FakeClock &clock, qint64 ms, qint64 step,
+                            const std::function<void()> &settle)
+{
+    settle();
+    for (qint64 t = 0; t < ms; t += step) {
+        clock.advance(std::min(step, ms - t));
+        settle();
+    }
+}
 
 } // namespace slullama::test

@@ -89,22 +89,12 @@ struct Rig
 
     void settle()
     {
-        for (int i = 0; i < 1000; ++i) {
-            refreshJobs();
-            const int n = runner.flush() + probe->flush();
-            clock.advance(0);
-            if (n == 0)
-                break;
-        }
+        settleFakes(runner, *probe, clock, [this] { refreshJobs(); });
     }
 
     void run(qint64 ms, qint64 step = 500)
     {
-        settle();
-        for (qint64 t = 0; t < ms; t += step) {
-            clock.advance(std::min(step, ms - t));
-            settle();
-        }
+        advanceSettling(clock, ms, step, [this] { settle(); });
     }
 
     // Job 1 runs; from now on sbatch answers job 2 (the successor).

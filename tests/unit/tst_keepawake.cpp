@@ -59,23 +59,11 @@ struct Rig
                                          std::make_unique<FakeNodeTunnel>(), std::move(p));
     }
 
-    void settle()
-    {
-        for (int i = 0; i < 1000; ++i) {
-            const int n = runner.flush() + probe->flush();
-            clock.advance(0);
-            if (n == 0)
-                break;
-        }
-    }
+    void settle() { settleFakes(runner, *probe, clock); }
 
     void run(qint64 ms, qint64 step = 1000)
     {
-        settle();
-        for (qint64 t = 0; t < ms; t += step) {
-            clock.advance(std::min(step, ms - t));
-            settle();
-        }
+        advanceSettling(clock, ms, step, [this] { settle(); });
     }
 
     StateStore store() const

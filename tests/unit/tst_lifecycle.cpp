@@ -86,24 +86,12 @@ struct Rig
     }
 
     // Lets every scripted answer arrive and every zero-delay timer fire.
-    void settle()
-    {
-        for (int i = 0; i < 1000; ++i) {
-            const int n = runner.flush() + probe->flush();
-            clock.advance(0);
-            if (n == 0)
-                break;
-        }
-    }
+    void settle() { settleFakes(runner, *probe, clock); }
 
     // Lets `ms` pass in small steps, answering as it goes.
     void run(qint64 ms, qint64 step = 100)
     {
-        settle();
-        for (qint64 t = 0; t < ms; t += step) {
-            clock.advance(std::min(step, ms - t));
-            settle();
-        }
+        advanceSettling(clock, ms, step, [this] { settle(); });
     }
 
     QString statePath() const
