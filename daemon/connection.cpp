@@ -595,11 +595,10 @@ void Connection::respond(int status, const QByteArray &body, bool keepAlive,
 void Connection::respondError(int status, const QString &message, bool keepAlive,
                               const QByteArray &extraHeaders)
 {
-    if (status == 503 && !extraHeaders.toLower().contains("retry-after:"))
-        return respond(status, errorJson(message), keepAlive,
-                       extraHeaders + "Retry-After: " + QByteArray::number(kRetryAfterSeconds)
-                           + "\r\n");
-    respond(status, errorJson(message), keepAlive, extraHeaders);
+    QByteArray headers = extraHeaders;
+    if (status == 503 && !headers.toLower().contains("retry-after:"))
+        headers += "Retry-After: " + QByteArray::number(kRetryAfterSeconds) + "\r\n";
+    respond(status, errorJson(message), keepAlive, headers);
 }
 
 void Connection::releaseHold()
